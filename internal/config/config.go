@@ -1,0 +1,114 @@
+// Package config turns the administrator's environment variables and config
+// file into one validated Config. It is the only package that reads
+// MCP_CONDUCTOR_* variables; every other package receives values from here.
+// Any package of the module may import it; it imports no other internal
+// package.
+package config
+
+import "time"
+
+// Config is everything the conductor needs to run. The zero value is not
+// useful; build one with Load (environment + optional file) or Default.
+type Config struct {
+	// Workspace is the root of all conversation directories (absolute).
+	Workspace string
+	// CacheDir holds Deno, dependency caches and the embedding model (absolute).
+	CacheDir string
+	// Deno is the Deno binary to use; empty means "find it" (PATH, then cache).
+	Deno string
+	// File is the config file this Config was read from, if any.
+	File string
+
+	Sandbox Sandbox
+	// Servers are the upstream MCP servers, in the order given.
+	Servers []Server
+	// Policy says which tools of each server the sandbox may call, by server name.
+	Policy  map[string]ToolPolicy
+	Catalog Catalog
+	Store   Store
+	HTTP    HTTP
+}
+
+// Sandbox holds the limits and grants of every execution.
+type Sandbox struct {
+	// Permissions granted to user code by the administrator.
+	Permissions Permissions
+	// AllowedPackages are raw allowlist entries ("npm:zod@^3"), validated by
+	// internal/deps.
+	AllowedPackages []string
+	DefaultTimeout  time.Duration
+	MaxTimeout      time.Duration
+	MemoryMB        int
+	MaxOutputBytes  int
+}
+
+// Permissions are Deno permission grants. Each list holds the values of one
+// flag; an empty list means the permission is not granted at all. Deny lists
+// hold values of --deny-* flags keyed by permission name ("net", "read", ...);
+// a key with an empty list denies that permission entirely.
+type Permissions struct {
+	Read  []string
+	Write []string
+	Net   []string
+	Env   []string
+	// Run holds explicit program names or paths; unscoped run is refused.
+	Run []string
+	// Sys holds sys API names (e.g. "hostname"); unscoped sys is refused.
+	Sys  []string
+	Deny map[string][]string
+}
+
+// Server is one upstream MCP server: either a command (stdio) or a URL
+// (streamable HTTP, falling back to legacy SSE).
+type Server struct {
+	Name    string
+	Command string
+	Args    []string
+	Env     map[string]string
+	Cwd     string
+	URL     string
+	Headers map[string]string
+	// Transport is "stdio", "http" or "sse"; derived when empty.
+	Transport string
+	// Lazy servers start on first use instead of at start-up.
+	Lazy bool
+}
+
+// ToolPolicy filters what the sandbox may call on one server. Patterns are
+// tool names with optional '*' wildcards. Deny wins over allow; an empty
+// Allow list allows every tool.
+type ToolPolicy struct {
+	AllowTools []string
+	DenyTools  []string
+}
+
+// Catalog configures tool search.
+type Catalog struct {
+	// EmbeddingModel names a remote embedding model; empty means the local model.
+	EmbeddingModel string
+	// EmbeddingURL is an OpenAI-compatible base URL (".../v1"); empty means local.
+	EmbeddingURL string
+	// EmbeddingKeyEnv names the environment variable holding the remote API key.
+	EmbeddingKeyEnv string
+	// CacheSpecs keeps tool specs and vectors in the store across restarts.
+	CacheSpecs bool
+}
+
+// Store selects where conversation state lives.
+type Store struct {
+	// URL is "sqlite:///abs/path.db" or "redis://host:port/db".
+	URL string
+	// ConversationTTL is how long an idle conversation is kept.
+	ConversationTTL time.Duration
+	// MaxConversations caps how many conversations are kept (oldest expire first).
+	MaxConversations int
+	// MaxWorkspaceBytes caps the size of one conversation's workspace.
+	MaxWorkspaceBytes int64
+}
+
+// HTTP configures `conductor start --http`.
+type HTTP struct {
+	Addr           string
+	Token          string
+	AllowedOrigins []string
+}
