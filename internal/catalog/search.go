@@ -1,0 +1,350 @@
+package catalog
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+)
+
+// Mode selects the signals a search uses.
+type Mode int
+
+const (
+	// Hybrid fuses BM25F and vector similarity; it is BM25 alone when the
+	// index has no vectors. The zero Mode.
+	Hybrid Mode = iota
+	// BM25 ranks by words only.
+	BM25
+	// Vector ranks by embedding similarity only (empty without vectors).
+	Vector
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Hybrid:
+		return "hybrid"
+	case BM25:
+		return "bm25"
+	case Vector:
+		return "vector"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// SearchOptions tune one search. The zero value returns up to 10 results
+// in Hybrid mode.
+type SearchOptions struct {
+	Limit int
+	Mode  Mode
+	// Boost, when non-nil, multiplies the score of the tool named by key
+	// ("server.tool"); 1 means no change. The caller supplies
+	// conversation-aware boosts: loaded tools, their servers, co-usage.
+	Boost func(key string) float64
+	// Exclude, when non-nil, drops the tools it returns true for.
+	Exclude func(key string) bool
+	// Loaded, when non-nil, sets Result.Loaded.
+	Loaded func(key string) bool
+	// QueryVector, when non-nil, is used instead of embedding the query
+	// (callers that embedded it already, e.g. evaluation).
+	QueryVector []float32
+
+	fusion *fusionParams // measurement only; nil means defaultFusion
+	expW   *float32      // measurement only; nil means expansionWeight
+}
+
+// Result is one ranked tool, compact enough to hand to an agent.
+type Result struct {
+	Name        string  `json:"name"` // "server.tool"
+	Server      string  `json:"-"`
+	Tool        string  `json:"-"`
+	Description string  `json:"description"` // first sentence
+	Score       float64 `json:"score"`
+	Loaded      bool    `json:"loaded"`
+	// Also names the same tool on other servers (same name, near-identical
+	// description), which the ranking folded into this result.
+	Also []string `json:"also,omitempty"`
+}
+
+// fusion methods.
+const (
+	fuseLinearMinMax = iota
+	fuseLinearZ
+	fuseRRF
+)
+
+// fusionParams say how BM25F and cosine scores combine in Hybrid mode.
+type fusionParams struct {
+	method int
+	// vecWeight is the weight of the vector signal in a linear mix (the
+	// BM25 signal gets 1-vecWeight).
+	vecWeight float64
+	rrfK      float64
+}
+
+// defaultFusion was chosen on the tuning split of shared/eval; see
+// eval_test.go for the measurement.
+var defaultFusion = fusionParams{method: fuseLinearMinMax, vecWeight: 0.6, rrfK: 60}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+type scratch struct {
+	bm, vec, fused []float32
+	heap           []int32
+}
+
+func (s *scratch) reset(n int) {
+	grow := func(b []float32) []float32 {
+		if cap(b) < n {
+			return make([]float32, n)
+		}
+		b = b[:n]
+		clear(b)
+		return b
+	}
+	s.bm, s.vec, s.fused = grow(s.bm), grow(s.vec), grow(s.fused)
+	s.heap = s.heap[:0]
+}
+
+// Search ranks the tools for query. It embeds the query when the mode needs
+// vectors (unless opts.QueryVector is set); ctx bounds that call. An index
+// without vectors answers Hybrid searches with BM25 alone.
+func (ix *Index) Search(ctx context.Context, query string, opts SearchOptions) ([]Result, error) {
+	qv := opts.QueryVector
+	if qv == nil && opts.Mode != BM25 && ix.HasVectors() && ix.embedder != nil {
+		v, err := ix.embedder.Embed(ctx, []string{query})
+		if err != nil {
+			return nil, fmt.Errorf("embed query: %w", err)
+		}
+		if len(v) != 1 || len(v[0]) != ix.vec.dim {
+			return nil, fmt.Errorf("embed query: bad vector")
+		}
+		qv = v[0]
+	}
+	return ix.search(query, qv, opts), nil
+}
+
+func (ix *Index) search(query string, qv []float32, opts SearchOptions) []Result {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 10
+	}
+	n := len(ix.tools)
+	if n == 0 {
+		return nil
+	}
+	s := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(s)
+	s.reset(n)
+
+	useBM := opts.Mode != Vector
+	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+	if opts.Mode == Vector && !useVec {
+		return nil
+	}
+	if useBM {
+		expW := float32(expansionWeight)
+		if opts.expW != nil {
+			expW = *opts.expW
+		}
+		ix.bm.score(queryTerms(query, expW), s.bm)
+	}
+	if useVec {
+		ix.vec.cosines(qv, s.vec)
+	}
+	fused := s.fused
+	switch {
+	case useBM && useVec:
+		fp := defaultFusion
+		if opts.fusion != nil {
+			fp = *opts.fusion
+		}
+		fuse(fp, s.bm, s.vec, fused)
+	case useBM:
+		copy(fused, s.bm)
+	default:
+		copy(fused, s.vec)
+	}
+
+	// Top candidates: extra room so folding duplicates still fills limit.
+	k := min(n, limit*3+8)
+	h := s.heap
+	for i := range n {
+		sc := fused[i]
+		if useBM && !useVec && sc <= 0 {
+			continue
+		}
+		if opts.Exclude != nil && opts.Exclude(ix.keys[i]) {
+			continue
+		}
+		if opts.Boost != nil {
+			sc *= float32(opts.Boost(ix.keys[i]))
+			fused[i] = sc
+		}
+		h = pushTop(h, k, int32(i), fused)
+	}
+	s.heap = h
+	order := slices.Clone(h)
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := cmp.Compare(fused[b], fused[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	out := make([]Result, 0, min(limit, len(order)))
+	seen := map[int32]int{} // group → index in out
+	for _, i := range order {
+		g := ix.group[i]
+		if j, ok := seen[g]; ok {
+			out[j].Also = append(out[j].Also, ix.keys[i])
+			continue
+		}
+		if len(out) == limit {
+			continue
+		}
+		t := ix.tools[i]
+		r := Result{Name: ix.keys[i], Server: t.Server, Tool: t.Name, Description: ix.summary[i], Score: round4(float64(fused[i]))}
+		if opts.Loaded != nil {
+			r.Loaded = opts.Loaded(ix.keys[i])
+		}
+		seen[g] = len(out)
+		out = append(out, r)
+	}
+	// Group members below the candidate cut are noted too.
+	for j := range out {
+		g := ix.group[ix.byKey[out[j].Name]]
+		if len(ix.members[g]) > 1+len(out[j].Also) {
+			out[j].Also = out[j].Also[:0]
+			for _, m := range ix.members[g] {
+				if ix.keys[m] != out[j].Name && (opts.Exclude == nil || !opts.Exclude(ix.keys[m])) {
+					out[j].Also = append(out[j].Also, ix.keys[m])
+				}
+			}
+		}
+		if len(out[j].Also) == 0 {
+			out[j].Also = nil
+		}
+	}
+	return out
+}
+
+// pushTop keeps h a min-heap (by score, ties: later index is smaller) of at
+// most k tool indexes.
+func pushTop(h []int32, k int, i int32, sc []float32) []int32 {
+	less := func(a, b int32) bool { // a ranks below b
+		if sc[a] != sc[b] {
+			return sc[a] < sc[b]
+		}
+		return a > b
+	}
+	if len(h) < k {
+		h = append(h, i)
+		for c := len(h) - 1; c > 0; {
+			p := (c - 1) / 2
+			if !less(h[c], h[p]) {
+				break
+			}
+			h[c], h[p] = h[p], h[c]
+			c = p
+		}
+		return h
+	}
+	if !less(h[0], i) {
+		return h
+	}
+	h[0] = i
+	for p := 0; ; {
+		l, r, m := 2*p+1, 2*p+2, p
+		if l < len(h) && less(h[l], h[m]) {
+			m = l
+		}
+		if r < len(h) && less(h[r], h[m]) {
+			m = r
+		}
+		if m == p {
+			break
+		}
+		h[p], h[m] = h[m], h[p]
+		p = m
+	}
+	return h
+}
+
+// fuse combines the BM25F scores and cosines of all tools into out.
+func fuse(p fusionParams, bm, vec, out []float32) {
+	switch p.method {
+	case fuseRRF:
+		rb, rv := ranks(bm), ranks(vec)
+		for i := range out {
+			var s float64
+			if bm[i] > 0 {
+				s += 1 / (p.rrfK + float64(rb[i]))
+			}
+			s += 1 / (p.rrfK + float64(rv[i]))
+			out[i] = float32(s)
+		}
+	case fuseLinearZ:
+		mb, sb := meanStd(bm)
+		mv, sv := meanStd(vec)
+		w := float32(p.vecWeight)
+		for i := range out {
+			out[i] = (1-w)*(bm[i]-mb)/sb + w*(vec[i]-mv)/sv
+		}
+		// Shift so every score is positive (boosts multiply).
+		lo := slices.Min(out)
+		for i := range out {
+			out[i] -= lo - 1e-3
+		}
+	default: // min-max
+		bmax := slices.Max(bm)
+		vmin, vmax := slices.Min(vec), slices.Max(vec)
+		bs := float32(0)
+		if bmax > 0 {
+			bs = 1 / bmax
+		}
+		vs := float32(0)
+		if vmax > vmin {
+			vs = 1 / (vmax - vmin)
+		}
+		w := float32(p.vecWeight)
+		for i := range out {
+			out[i] = (1-w)*bm[i]*bs + w*(vec[i]-vmin)*vs
+		}
+	}
+}
+
+func meanStd(x []float32) (float32, float32) {
+	var s, ss float64
+	for _, v := range x {
+		s += float64(v)
+		ss += float64(v) * float64(v)
+	}
+	n := float64(len(x))
+	m := s / n
+	sd := math.Sqrt(max(ss/n-m*m, 0))
+	if sd == 0 {
+		sd = 1
+	}
+	return float32(m), float32(sd)
+}
+
+// ranks returns the 1-based rank of every element by descending value.
+func ranks(x []float32) []int32 {
+	idx := make([]int32, len(x))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		if c := cmp.Compare(x[b], x[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	r := make([]int32, len(x))
+	for pos, i := range idx {
+		r[i] = int32(pos + 1)
+	}
+	return r
+}
