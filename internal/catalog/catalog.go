@@ -84,7 +84,7 @@ type Index struct {
 	nameToks [][]string
 	bm       bm25Index
 	vec      vectorIndex
-	embedder Embedder // set when vec is
+	embedder Embedder  // set when vec is
 	group    []int32   // group id of each tool
 	members  [][]int32 // tools of each group, in build order
 	buildDur time.Duration
