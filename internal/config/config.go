@@ -50,7 +50,10 @@ type Permissions struct {
 	Read  []string
 	Write []string
 	Net   []string
-	Env   []string
+	// NetAll grants network access to every host (a bare allow-net). Net is
+	// then ignored.
+	NetAll bool
+	Env    []string
 	// Run holds explicit program names or paths; unscoped run is refused.
 	Run []string
 	// Sys holds sys API names (e.g. "hostname"); unscoped sys is refused.
@@ -59,7 +62,9 @@ type Permissions struct {
 }
 
 // Server is one upstream MCP server: either a command (stdio) or a URL
-// (streamable HTTP, falling back to legacy SSE).
+// (streamable HTTP, falling back to legacy SSE). Name matches
+// ^[a-zA-Z0-9_-]+$ and is unique within a Config. Env and Headers values are
+// secrets: they never appear in errors, logs or Redacted.
 type Server struct {
 	Name    string
 	Command string
@@ -108,7 +113,10 @@ type Store struct {
 
 // HTTP configures `conductor start --http`.
 type HTTP struct {
-	Addr           string
+	// Addr is host:port to listen on; 127.0.0.1:8080 by default.
+	Addr string
+	// Token is the bearer token required on HTTP; empty means none. It is a
+	// secret: it never appears in errors, logs or Redacted.
 	Token          string
 	AllowedOrigins []string
 }
