@@ -1,0 +1,195 @@
+package embed
+
+import (
+	"fmt"
+	"math"
+)
+
+// ModelName names the model and version this package runs.
+const ModelName = "use-lite-0.2.0"
+
+// Embed returns one L2-normalised vector of Dim values per text. The
+// graph ends in l2_normalize, so vectors have unit length and cosine
+// similarity is a dot product. Each text is embedded on its own, which
+// gives what TF.js gives for that text alone (and, up to float noise, in a
+// batch). Only the first MaxTokens tokens count; see EmbedLong. The empty
+// text (or one that normalises to nothing) gets the vector TF.js computes
+// for an empty row of a batch: the normalised tanh of the output bias.
+func (m *Model) Embed(texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	for i, t := range texts {
+		out[i] = m.embedIDs(m.tok.encode(t))
+	}
+	return out, nil
+}
+
+// embedIDs runs the graph for one sentence. It follows the TF.js graph op
+// by op for a batch of one row with no padding, where the sparse plumbing
+// (Where, GatherNd, ScatterNd, SequenceMask) reduces to the identity:
+//
+//	x   = e + (e + timing)           the graph adds the embedding twice
+//	Layer_0 (256 -> 512), Layer_1 (512):
+//	  a = MHA(LN(x)) + residual(x)   residual: dense 256->512 in Layer_0
+//	  x = FFN(LN(a)) + a             FFN: relu(a·W1+b1)·W2+b2
+//	out = l2norm(tanh(mean(x)·W + b))
+func (m *Model) embedIDs(ids []int) []float32 {
+	if len(ids) > m.maxTokens {
+		ids = ids[:m.maxTokens]
+	}
+	n := len(ids)
+	pooled := make([]float32, m.dim)
+	if n > 0 {
+		m.encode(ids, pooled)
+	}
+	h := make([]float32, m.dim)
+	matmul(h, pooled, 1, &m.hidden)
+	var ss float32
+	for i, v := range h {
+		t := float32(math.Tanh(float64(v)))
+		h[i] = t
+		ss += t * t
+	}
+	r := float32(1 / math.Sqrt(float64(max(ss, m.l2Eps))))
+	for i := range h {
+		h[i] *= r
+	}
+	return h
+}
+
+// encode writes the mean over the n tokens of the transformer's output.
+func (m *Model) encode(ids []int, pooled []float32) {
+	n := len(ids)
+	d := m.embDim
+	x := make([]float32, n*d)
+	half := d / 2
+	for p, id := range ids {
+		if id < 0 || id >= m.vocab {
+			panic(fmt.Sprintf("embed: token id %d outside vocabulary", id))
+		}
+		e := m.emb[id*d : (id+1)*d]
+		row := x[p*d : (p+1)*d]
+		for k := range half {
+			s := float32(p) * m.timing[k]
+			row[k] = e[k] + (e[k] + float32(math.Sin(float64(s))))
+			row[half+k] = e[half+k] + (e[half+k] + float32(math.Cos(float64(s))))
+		}
+	}
+	for i := range m.layers {
+		x = m.layers[i].forward(x, n, m.lnEps)
+	}
+	w := m.dim
+	for p := range n {
+		row := x[p*w : (p+1)*w]
+		for k, v := range row {
+			pooled[k] += v
+		}
+	}
+	div := float32(n)
+	for k := range pooled {
+		pooled[k] /= div
+	}
+}
+
+// forward runs one transformer layer on n rows of l.in values and returns
+// n rows of l.width values.
+func (l *layer) forward(x []float32, n int, eps float32) []float32 {
+	ln := make([]float32, n*l.in)
+	layerNorm(ln, x, n, l.in, l.lnAttnScale, l.lnAttnBias, eps)
+
+	// Residual input: the layer input, widened in Layer_0.
+	a := x
+	if l.residual != nil {
+		a = make([]float32, n*l.width)
+		matmul(a, x, n, l.residual)
+	} else {
+		a = append([]float32(nil), x...)
+	}
+
+	qkv := make([]float32, n*3*l.qkvSplit)
+	matmul(qkv, ln, n, &l.qkv)
+	ctx := make([]float32, n*l.qkvSplit)
+	l.attention(ctx, qkv, n)
+	att := make([]float32, n*l.width)
+	matmul(att, ctx, n, &l.proj)
+	for i := range a {
+		a[i] = att[i] + a[i]
+	}
+
+	ln2 := make([]float32, n*l.width)
+	layerNorm(ln2, a, n, l.width, l.lnFFNScale, l.lnFFNBias, eps)
+	hid := make([]float32, n*l.ffn1.out)
+	matmul(hid, ln2, n, &l.ffn1)
+	for i, v := range hid {
+		hid[i] = max(v, 0)
+	}
+	out := make([]float32, n*l.width)
+	matmul(out, hid, n, &l.ffn2)
+	for i := range out {
+		out[i] += a[i]
+	}
+	return out
+}
+
+// attention is scaled dot-product attention with l.heads heads over n
+// positions, none of them padding. qkv holds per row q, k, v of
+// heads*depth values each; ctx receives per row the heads' outputs side by
+// side (combine_heads).
+func (l *layer) attention(ctx, qkv []float32, n int) {
+	stride := 3 * l.qkvSplit
+	dep := l.depth
+	scores := make([]float32, n)
+	q := make([]float32, dep)
+	for h := range l.heads {
+		for i := range n {
+			qi := qkv[i*stride+h*dep : i*stride+(h+1)*dep]
+			for k, v := range qi {
+				q[k] = v * l.qScale
+			}
+			mx := float32(math.Inf(-1))
+			for j := range n {
+				kj := qkv[j*stride+l.qkvSplit+h*dep : j*stride+l.qkvSplit+(h+1)*dep]
+				s := dot(q, kj)
+				scores[j] = s
+				mx = max(mx, s)
+			}
+			var sum float32
+			for j, s := range scores {
+				e := float32(math.Exp(float64(s - mx)))
+				scores[j] = e
+				sum += e
+			}
+			out := ctx[i*l.qkvSplit+h*dep : i*l.qkvSplit+(h+1)*dep]
+			for j, s := range scores {
+				w := s / sum
+				vj := qkv[j*stride+2*l.qkvSplit+h*dep : j*stride+2*l.qkvSplit+(h+1)*dep]
+				for k, v := range vj {
+					out[k] += w * v
+				}
+			}
+		}
+	}
+}
+
+// layerNorm normalises n rows of c values as the graph's layer_norm ops
+// do: scale*rsqrt(var+eps)*(x-mean) + bias.
+func layerNorm(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
+	for r := range n {
+		row := x[r*c : (r+1)*c]
+		out := dst[r*c : (r+1)*c]
+		var sum float64
+		for _, v := range row {
+			sum += float64(v)
+		}
+		mean := float32(sum / float64(c))
+		var ss float64
+		for k, v := range row {
+			d := v - mean
+			out[k] = d
+			ss += float64(d) * float64(d)
+		}
+		rs := float32(1 / math.Sqrt(float64(float32(ss/float64(c))+eps)))
+		for k := range out {
+			out[k] = scale[k]*rs*out[k] + bias[k]
+		}
+	}
+}

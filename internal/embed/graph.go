@@ -1,0 +1,244 @@
+package embed
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// graphFile is the part of a TF.js graph model (model.json) that the port
+// reads: the node list, to check that the graph is the one ported and to
+// find which constant feeds which op, and the weights manifest.
+type graphFile struct {
+	ModelTopology struct {
+		Node []graphNode `json:"node"`
+	} `json:"modelTopology"`
+	WeightsManifest []struct {
+		Paths   []string       `json:"paths"`
+		Weights []weightRecord `json:"weights"`
+	} `json:"weightsManifest"`
+}
+
+type graphNode struct {
+	Name  string   `json:"name"`
+	Op    string   `json:"op"`
+	Input []string `json:"input"`
+}
+
+type weightRecord struct {
+	Name         string `json:"name"`
+	Shape        []int  `json:"shape"`
+	Dtype        string `json:"dtype"`
+	Quantization *struct {
+		Dtype string  `json:"dtype"`
+		Scale float32 `json:"scale"`
+		Min   float32 `json:"min"`
+	} `json:"quantization"`
+}
+
+// tensor is a constant of the graph: float32 values (int32 constants are
+// converted; they are all small shape and axis values) and a shape.
+type tensor struct {
+	shape []int
+	data  []float32
+}
+
+// graph is a loaded model.json with its weights.
+type graph struct {
+	nodes  map[string]graphNode
+	consts map[string]tensor
+}
+
+// opCounts is the op histogram of the USE-lite graph this package ports
+// (module_apply_default/Encoder_en: sparse input, clip to 128 tokens,
+// embedding lookup, timing signal, two transformer layers, mean pooling,
+// tanh layer, l2 normalisation). Load refuses any other graph rather than
+// compute something else silently.
+var opCounts = map[string]int{
+	"Const": 61, "StridedSlice": 24, "Reshape": 21, "Shape": 21, "Add": 17,
+	"Mul": 14, "ConcatV2": 12, "ExpandDims": 12, "Pack": 12, "GatherV2": 11,
+	"BiasAdd": 10, "Mean": 8, "Transpose": 8, "Prod": 8, "Cast": 6,
+	"MatMul": 6, "Squeeze": 6, "ScatterNd": 5, "Square": 5, "Rsqrt": 5,
+	"GatherNd": 4, "Sub": 4, "Conv2D": 4, "BatchMatMul": 4, "Maximum": 3,
+	"Sum": 3, "Placeholder": 2, "Less": 2, "Where": 2, "SplitV": 2,
+	"Slice": 2, "Softmax": 2, "Relu": 2, "Max": 1, "SparseToDense": 1,
+	"Greater": 1, "LogicalNot": 1, "Sin": 1, "Cos": 1, "Range": 1,
+	"RealDiv": 1, "Tanh": 1,
+}
+
+func readGraph(dir string) (*graph, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "model.json"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: no model.json in %s", ErrModelMissing, dir)
+		}
+		return nil, err
+	}
+	var gf graphFile
+	if err := json.Unmarshal(raw, &gf); err != nil {
+		return nil, fmt.Errorf("model.json: %w", err)
+	}
+	g := &graph{nodes: make(map[string]graphNode), consts: make(map[string]tensor)}
+	counts := make(map[string]int)
+	for _, n := range gf.ModelTopology.Node {
+		g.nodes[n.Name] = n
+		counts[n.Op]++
+	}
+	for op, want := range opCounts {
+		if counts[op] != want {
+			return nil, fmt.Errorf("model.json: %d %s ops, want %d: not the USE-lite graph this package ports", counts[op], op, want)
+		}
+	}
+	if len(counts) != len(opCounts) {
+		return nil, fmt.Errorf("model.json: unexpected ops %v: not the USE-lite graph this package ports", counts)
+	}
+	for _, group := range gf.WeightsManifest {
+		var buf []byte
+		for _, p := range group.Paths {
+			if strings.Contains(p, "/") || strings.Contains(p, `\`) || strings.Contains(p, "..") {
+				return nil, fmt.Errorf("model.json: weight path %q escapes the model directory", p)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, p))
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("%w: %v", ErrModelMissing, err)
+				}
+				return nil, err
+			}
+			buf = append(buf, b...)
+		}
+		off := 0
+		for _, w := range group.Weights {
+			n := 1
+			for _, d := range w.Shape {
+				n *= d
+			}
+			t := tensor{shape: w.Shape, data: make([]float32, n)}
+			size, err := decodeWeight(t.data, buf[min(off, len(buf)):], w)
+			if err != nil {
+				return nil, fmt.Errorf("model.json: weight %s: %w", w.Name, err)
+			}
+			off += size
+			g.consts[w.Name] = t
+		}
+		if off != len(buf) {
+			return nil, fmt.Errorf("model.json: weights use %d bytes, shards hold %d", off, len(buf))
+		}
+	}
+	return g, nil
+}
+
+// decodeWeight fills dst from the shard bytes b as TF.js's
+// decodeWeights does and returns the number of bytes used: little-endian
+// float32 or int32, or affine-quantised uint8/uint16 (q*scale + min).
+// The shipped model is plain float32.
+func decodeWeight(dst []float32, b []byte, w weightRecord) (int, error) {
+	n := len(dst)
+	if q := w.Quantization; q != nil {
+		if w.Dtype != "float32" {
+			return 0, fmt.Errorf("quantized %s weights not supported", w.Dtype)
+		}
+		switch q.Dtype {
+		case "uint8":
+			if len(b) < n {
+				return 0, errors.New("shards too short")
+			}
+			for i := range dst {
+				dst[i] = float32(b[i])*q.Scale + q.Min
+			}
+			return n, nil
+		case "uint16":
+			if len(b) < 2*n {
+				return 0, errors.New("shards too short")
+			}
+			for i := range dst {
+				dst[i] = float32(binary.LittleEndian.Uint16(b[2*i:]))*q.Scale + q.Min
+			}
+			return 2 * n, nil
+		default:
+			return 0, fmt.Errorf("quantization %q not supported", q.Dtype)
+		}
+	}
+	if len(b) < 4*n {
+		return 0, errors.New("shards too short")
+	}
+	switch w.Dtype {
+	case "float32":
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	case "int32":
+		for i := range dst {
+			dst[i] = float32(int32(binary.LittleEndian.Uint32(b[4*i:])))
+		}
+	default:
+		return 0, fmt.Errorf("dtype %q not supported", w.Dtype)
+	}
+	return 4 * n, nil
+}
+
+// input returns the constant that feeds input i of the named node.
+func (g *graph) input(node string, i int) (tensor, error) {
+	n, ok := g.nodes[node]
+	if !ok {
+		return tensor{}, fmt.Errorf("model.json: no node %s", node)
+	}
+	if i >= len(n.Input) {
+		return tensor{}, fmt.Errorf("model.json: node %s has %d inputs", node, len(n.Input))
+	}
+	t, ok := g.consts[n.Input[i]]
+	if !ok {
+		return tensor{}, fmt.Errorf("model.json: input %d of %s (%s) is not a weight", i, node, n.Input[i])
+	}
+	return t, nil
+}
+
+// scalar is input for a constant of one element.
+func (g *graph) scalar(node string, i int) (float32, error) {
+	t, err := g.input(node, i)
+	if err != nil {
+		return 0, err
+	}
+	if len(t.data) != 1 {
+		return 0, fmt.Errorf("model.json: input %d of %s: %d values, want 1", i, node, len(t.data))
+	}
+	return t.data[0], nil
+}
+
+// vector is input for a constant of shape [n].
+func (g *graph) vector(node string, i, n int) ([]float32, error) {
+	t, err := g.input(node, i)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.data) != n {
+		return nil, fmt.Errorf("model.json: input %d of %s: %d values, want %d", i, node, len(t.data), n)
+	}
+	return t.data, nil
+}
+
+// matrix is input for a kernel used as x·W with W of in×out values
+// (a MatMul operand, or a 1×1 Conv2D filter), transposed to out×in so the
+// forward pass takes dot products of contiguous rows.
+func (g *graph) matrix(node string, i, in, out int) ([]float32, error) {
+	t, err := g.input(node, i)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.data) != in*out || t.shape[len(t.shape)-1] != out {
+		return nil, fmt.Errorf("model.json: input %d of %s: shape %v, want %d×%d", i, node, t.shape, in, out)
+	}
+	wt := make([]float32, in*out)
+	for r := range in {
+		for c := range out {
+			wt[c*in+r] = t.data[r*out+c]
+		}
+	}
+	return wt, nil
+}

@@ -1,0 +1,254 @@
+package embed
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// ErrModelMissing reports that the model files are not installed (see
+// Install). Callers fall back to keyword search when Load fails with it.
+var ErrModelMissing = errors.New("embedding model not installed")
+
+// Node name prefixes of the USE-lite graph.
+const (
+	kona  = "module_apply_default/Encoder_en/KonaTransformer/"
+	stack = kona + "Encode/TransformerStack/"
+	head  = "module_apply_default/Encoder_en/hidden_layers/"
+)
+
+// Model is the Universal Sentence Encoder Lite (USE-lite) run in Go. It
+// is immutable after Load and safe for concurrent use.
+type Model struct {
+	name      string
+	tok       *tokenizer
+	maxTokens int
+
+	emb    []float32 // vocabulary × embDim
+	embDim int
+	vocab  int
+	timing []float32 // inverse timescales, embDim/2
+
+	layers [2]layer
+
+	hidden linear // pooled -> output, then tanh
+	dim    int
+
+	lnEps   float32
+	l2Eps   float32
+	weights int // float32 values held
+}
+
+// linear is x·W + b with W kept transposed (out × in).
+type linear struct {
+	in, out int
+	wt      []float32
+	b       []float32
+}
+
+type layer struct {
+	in, width     int // input width, model width
+	heads, depth  int
+	qScale        float32
+	lnAttnScale   []float32
+	lnAttnBias    []float32
+	residual      *linear // Layer_0 widens its residual input
+	qkv           linear
+	proj          linear
+	lnFFNScale    []float32
+	lnFFNBias     []float32
+	ffn1, ffn2    linear
+	qkvSplit      int
+	attentionMask float32
+}
+
+// Load reads a model installed by Install. The error wraps ErrModelMissing
+// when the directory does not hold the model files.
+func Load(dir string) (*Model, error) {
+	g, err := readGraph(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load embedding model: %w", err)
+	}
+	vocab, err := readVocab(filepath.Join(dir, "vocab.json"))
+	if err != nil {
+		return nil, fmt.Errorf("load embedding model: %w", err)
+	}
+	tok, err := newTokenizer(vocab)
+	if err != nil {
+		return nil, fmt.Errorf("load embedding model: %w", err)
+	}
+	m := &Model{name: ModelName, tok: tok}
+	if err := m.build(g); err != nil {
+		return nil, fmt.Errorf("load embedding model: %w", err)
+	}
+	return m, nil
+}
+
+// build takes the weights and the few constants that shape the
+// computation from the graph, each by following the input of the op that
+// uses it.
+func (m *Model) build(g *graph) error {
+	maxLen, err := g.scalar(kona+"ClipToMaxLength/Less", 1)
+	if err != nil {
+		return err
+	}
+	m.maxTokens = int(maxLen)
+
+	emb, err := g.input(kona+"Encode/embedding_lookup", 0)
+	if err != nil {
+		return err
+	}
+	if len(emb.shape) != 2 {
+		return fmt.Errorf("model.json: embedding shape %v", emb.shape)
+	}
+	m.emb, m.vocab, m.embDim = emb.data, emb.shape[0], emb.shape[1]
+	m.timing, err = g.vector(stack+"Layer_0/AddTimingSignal/TimingSignal/mul_2", 1, m.embDim/2)
+	if err != nil {
+		return err
+	}
+	m.lnEps, err = g.scalar(stack+"Layer_0/TransformerLayer/layer_prepostprocess/layer_norm/add", 1)
+	if err != nil {
+		return err
+	}
+	m.l2Eps, err = g.scalar(head+"l2_normalize/Maximum", 1)
+	if err != nil {
+		return err
+	}
+	in := m.embDim
+	for i := range m.layers {
+		if err := m.layers[i].build(g, fmt.Sprintf("%sLayer_%d/TransformerLayer/", stack, i), in); err != nil {
+			return err
+		}
+		in = m.layers[i].width
+	}
+	m.dim = in
+	if m.hidden, err = g.linear(head+"tanh_layer_0/MatMul", head+"tanh_layer_0/BiasAdd", in, in); err != nil {
+		return err
+	}
+	if len(m.tok.pieceLen) > m.vocab {
+		return fmt.Errorf("vocab.json: %d pieces, embedding table has %d rows", len(m.tok.pieceLen), m.vocab)
+	}
+	m.weights = len(m.emb) + len(m.timing) + len(m.hidden.wt) + len(m.hidden.b)
+	for _, l := range m.layers {
+		m.weights += l.size()
+	}
+	return nil
+}
+
+func (g *graph) linear(matmul, biasAdd string, in, out int) (linear, error) {
+	wt, err := g.matrix(matmul, 1, in, out)
+	if err != nil {
+		return linear{}, err
+	}
+	b, err := g.vector(biasAdd, 1, out)
+	if err != nil {
+		return linear{}, err
+	}
+	return linear{in: in, out: out, wt: wt, b: b}, nil
+}
+
+func (l *layer) build(g *graph, p string, in int) error {
+	mha := p + "MultiheadAttention/"
+	heads, err := g.input(mha+"split_heads/split_last_dimension/Reshape/shape", 2)
+	if err != nil {
+		return err
+	}
+	depth, err := g.input(mha+"split_heads/split_last_dimension/Reshape/shape", 3)
+	if err != nil {
+		return err
+	}
+	l.in, l.heads, l.depth = in, int(heads.data[0]), int(depth.data[0])
+	if l.qScale, err = g.scalar(mha+"mul", 1); err != nil {
+		return err
+	}
+	if l.attentionMask, err = g.scalar(stack+"Layer_1/TransformerLayer/MultiheadAttention/DotProductAttention/attention_bias_ignore_padding/mul", 1); err != nil {
+		return err
+	}
+	split, err := g.input(mha+"split", 1)
+	if err != nil {
+		return err
+	}
+	l.qkvSplit = l.heads * l.depth
+	for _, s := range split.data {
+		if int(s) != l.qkvSplit {
+			return fmt.Errorf("model.json: %ssplit sizes %v, want %d each", mha, split.data, l.qkvSplit)
+		}
+	}
+	ln := p + "layer_prepostprocess/layer_norm/"
+	if l.lnAttnScale, err = g.vector(ln+"mul", 0, in); err != nil {
+		return err
+	}
+	if l.lnAttnBias, err = g.vector(ln+"add_1", 1, in); err != nil {
+		return err
+	}
+	if l.qkv, err = g.linear(mha+"qkv_transform_single/Conv2D", mha+"qkv_transform_single/BiasAdd", in, 3*l.qkvSplit); err != nil {
+		return err
+	}
+	proj := g.nodes[mha+"output_transform_single/Conv2D"]
+	if len(proj.Input) < 2 {
+		return fmt.Errorf("model.json: no %soutput_transform_single/Conv2D", mha)
+	}
+	out := g.consts[proj.Input[1]].shape
+	l.width = out[len(out)-1]
+	if l.proj, err = g.linear(mha+"output_transform_single/Conv2D", mha+"output_transform_single/BiasAdd", l.qkvSplit, l.width); err != nil {
+		return err
+	}
+	if _, ok := g.nodes[p+"AdjustResidualInput/dense/MatMul"]; ok {
+		r, err := g.linear(p+"AdjustResidualInput/dense/MatMul", p+"AdjustResidualInput/dense/BiasAdd", in, l.width)
+		if err != nil {
+			return err
+		}
+		l.residual = &r
+	} else if in != l.width {
+		return fmt.Errorf("model.json: %s: input width %d, output %d, no residual projection", p, in, l.width)
+	}
+	ffln := p + "FFN/layer_prepostprocess/layer_norm/"
+	if l.lnFFNScale, err = g.vector(ffln+"mul", 0, l.width); err != nil {
+		return err
+	}
+	if l.lnFFNBias, err = g.vector(ffln+"add_1", 1, l.width); err != nil {
+		return err
+	}
+	hid, err := g.input(p+"FFN/conv1/Tensordot/MatMul", 1)
+	if err != nil {
+		return err
+	}
+	inner := hid.shape[len(hid.shape)-1]
+	if l.ffn1, err = g.linear(p+"FFN/conv1/Tensordot/MatMul", p+"FFN/conv1/BiasAdd", l.width, inner); err != nil {
+		return err
+	}
+	if l.ffn2, err = g.linear(p+"FFN/conv2/Tensordot/MatMul", p+"FFN/conv2/BiasAdd", inner, l.width); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (l *layer) size() int {
+	n := len(l.lnAttnScale) + len(l.lnAttnBias) + len(l.lnFFNScale) + len(l.lnFFNBias)
+	for _, x := range []*linear{l.residual, &l.qkv, &l.proj, &l.ffn1, &l.ffn2} {
+		if x != nil {
+			n += len(x.wt) + len(x.b)
+		}
+	}
+	return n
+}
+
+// Dim is the length of an embedding: 512.
+func (m *Model) Dim() int { return m.dim }
+
+// Name identifies the model and its version: "use-lite-0.2.0". Stored
+// vectors keyed by it stay valid as long as the name does.
+func (m *Model) Name() string { return m.name }
+
+// MaxTokens is the number of tokens the model reads: the graph keeps only
+// tokens at positions below 128 (ClipToMaxLength) and ignores the rest.
+// Use EmbedLong for longer texts.
+func (m *Model) MaxTokens() int { return m.maxTokens }
+
+// TokenCount is the number of tokens of text, including any beyond
+// MaxTokens.
+func (m *Model) TokenCount(text string) int { return len(m.tok.encode(text)) }
+
+// WeightBytes is the memory the model's weights take: float32 values, as
+// in the shards (about 28 MB).
+func (m *Model) WeightBytes() int { return 4 * m.weights }
