@@ -13,6 +13,7 @@ const (
 	fParamName
 	fParamDesc
 	fContext // the server's other tool names, only for tools without a description
+	fNameExp // capability words of the name's words (list → show, enumerate, …)
 	numFields
 )
 
@@ -34,6 +35,9 @@ func analyze(tools []Tool) []docFields {
 		d := &docs[i]
 		d.f[fName] = tokenize(t.Name, nil)
 		d.f[fServer] = tokenize(t.Server, nil)
+		for _, w := range d.f[fName] {
+			d.f[fNameExp] = append(d.f[fNameExp], expansions[w]...)
+		}
 		d.f[fDesc] = tokenize(t.Description, nil)
 		d.desc = d.f[fDesc]
 		d.params = extractParams(t.InputSchema)
@@ -73,9 +77,9 @@ type bm25Params struct {
 // defaultBM25 was chosen on the tuning split of shared/eval (see
 // eval_test.go) and checked on the real-server ranking tests.
 var defaultBM25 = bm25Params{
-	k1:     1.2,
-	weight: [numFields]float64{fName: 2.0, fServer: 0.5, fDesc: 1.0, fParamName: 0.6, fParamDesc: 0.3, fContext: 0.2},
-	b:      [numFields]float64{fName: 0.3, fServer: 0.3, fDesc: 0.75, fParamName: 0.5, fParamDesc: 0.75, fContext: 0.5},
+	k1:     1.5,
+	weight: [numFields]float64{fName: 3.0, fServer: 0.5, fDesc: 1.0, fParamName: 0.6, fParamDesc: 0.3, fContext: 0.2, fNameExp: 0.35},
+	b:      [numFields]float64{fName: 0.3, fServer: 0.3, fDesc: 0.5, fParamName: 0.5, fParamDesc: 0.75, fContext: 0.5, fNameExp: 0.35},
 }
 
 // bm25Index is an inverted index whose postings hold, per (term, tool), the

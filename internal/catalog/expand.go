@@ -34,9 +34,12 @@ var capabilities = [][]string{
 	{"metadata", "info", "information", "details", "stat", "properties", "size"},
 	// finding and knowing
 	{"search", "find", "lookup", "query", "locate", "seek", "discover", "look"},
-	{"remember", "memorize", "memory", "note", "notes", "recall", "knowledge", "fact", "facts", "observation"},
-	{"person", "people", "entity", "entities", "someone", "contact"},
-	{"relation", "relationship", "connection", "link", "works"},
+	{"remember", "memorize", "memory", "note", "notes", "knowledge", "fact", "facts", "observation"},
+	{"remember", "memorize", "store", "add", "create", "record"},
+	{"know", "recall", "knowledge", "memory", "remember", "search"},
+	{"forget", "delete", "remove", "memory"},
+	{"person", "people", "entity", "entities", "someone", "contact", "company", "organization"},
+	{"relation", "relationship", "connection", "works", "manager", "colleague", "friend", "boss", "employee", "married", "member"},
 	// web
 	{"web", "website", "site", "page", "webpage", "url", "link", "browser", "internet", "online"},
 	{"open", "visit", "navigate", "browse", "go"},
@@ -48,7 +51,7 @@ var capabilities = [][]string{
 	{"chat", "message", "conversation", "channel"},
 	{"schedule", "calendar", "event", "meeting", "appointment", "book", "booking", "reserve"},
 	// data and compute
-	{"run", "execute", "launch", "start", "invoke", "call"},
+	{"run", "execute", "launch", "start", "invoke"},
 	{"calculate", "compute", "sum", "add", "total", "math", "arithmetic"},
 	{"image", "picture", "photo", "pic", "img", "graphic"},
 	{"translate", "translation", "language"},
@@ -76,7 +79,7 @@ var capabilities = [][]string{
 
 // expansionWeight is the weight of a capability word relative to a word
 // the request actually used.
-const expansionWeight = 0.35
+const expansionWeight = 0.25
 
 // expansions maps a stemmed word to the stemmed words of its groups.
 var expansions = func() map[string][]string {
@@ -112,6 +115,15 @@ var expansions = func() map[string][]string {
 // above a term the query used itself).
 func queryTerms(q string, expW float32) []qterm {
 	toks := tokenize(q, nil)
+	// A file name or a path in the request means files are involved even
+	// when the word "file" is absent ("open notes.txt", "clean up /tmp").
+	for _, f := range strings.Fields(q) {
+		f = strings.Trim(f, `"'()[]{},;:!?`)
+		if looksLikeFile(f) {
+			toks = append(toks, "fil")
+			break
+		}
+	}
 	w := map[string]float32{}
 	var order []string
 	for _, t := range toks {
@@ -139,3 +151,26 @@ func queryTerms(q string, expW float32) []qterm {
 	}
 	return out
 }
+
+// looksLikeFile reports whether a request word is a file name or a path:
+// "notes.txt", "./src/main.go", "/tmp/x", "C:\\data".
+func looksLikeFile(w string) bool {
+	if strings.HasPrefix(w, "/") || strings.HasPrefix(w, "./") || strings.HasPrefix(w, "~/") || strings.Contains(w, `:\\`) {
+		return len(w) > 2
+	}
+	i := strings.LastIndexByte(w, '.')
+	if i <= 0 || i == len(w)-1 {
+		return false
+	}
+	ext := strings.ToLower(w[i+1:])
+	return fileExts[ext]
+}
+
+var fileExts = func() map[string]bool {
+	m := map[string]bool{}
+	for _, e := range strings.Fields(`txt md markdown json jsonl csv tsv yaml yml toml xml html htm css js ts tsx jsx py go rs java
+		c h cpp rb php sh sql log ini cfg conf pdf doc docx xls xlsx ppt pptx png jpg jpeg gif svg webp mp3 wav mp4 zip gz tar`) {
+		m[e] = true
+	}
+	return m
+}()

@@ -160,7 +160,7 @@ func stemWord(w string) string {
 var stemRules = []struct{ suf, rep string }{
 	{"izations", "ize"}, {"ization", "ize"}, {"ational", "ate"}, {"ations", "ate"}, {"ation", "ate"},
 	{"ments", ""}, {"ment", ""}, {"nesses", ""}, {"ness", ""}, {"ings", ""}, {"ing", ""},
-	{"ities", ""}, {"ity", ""}, {"ers", ""}, {"ies", "y"}, {"ied", "y"}, {"ed", ""}, {"er", ""},
+	{"ers", ""}, {"ies", "y"}, {"ied", "y"}, {"ed", ""}, {"er", ""},
 	{"ly", ""}, {"sses", "ss"}, {"es", ""}, {"s", ""},
 }
 
@@ -185,7 +185,7 @@ var stopwords = func() map[string]bool {
 		same she should so some such than that the their theirs them themselves then there these they this those
 		through to too under until up very was we were what when where which while who whom why will with would
 		you your yours yourself yourselves want wants need needs like could can't don't i'm i'd i've it's that's
-		there's what's let's tell know give s t d ll m re ve e g etc via`) {
+		there's what's let's tell give s t d ll m re ve e g etc via`) {
 		m[w] = true
 	}
 	return m

@@ -1,0 +1,52 @@
+package catalog
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"testing"
+)
+
+var tune = flag.Bool("tune", false, "sweep ranking parameters on the tuning split of shared/eval and log the figures")
+
+func tuningSplit(t *testing.T) ([]Tool, []Query) {
+	if !*tune {
+		t.Skip("run with -tune")
+	}
+	tools, qs := loadShared(t)
+	tq, _ := SplitQueries(qs, 0.3)
+	return tools, tq
+}
+
+func TestTuneBM25(t *testing.T) {
+	tools, tq := tuningSplit(t)
+	ctx := context.Background()
+	run := func(label string, p bm25Params, expW float32) {
+		ix, _ := Build(ctx, tools, Options{tune: buildTuning{bm25: &p}})
+		r, _ := Evaluate(ctx, ix, tq, EvalOptions{Search: SearchOptions{Mode: BM25, expW: &expW}})
+		t.Logf("%-40s R@5 %.4f R@10 %.4f nDCG %.4f MRR %.4f multi R@5 %.4f", label, r.Recall5, r.Recall10, r.NDCG10, r.MRR, r.Kinds["multi"].Recall5)
+	}
+	for _, w := range []float64{0, 0.25, 0.5, 1, 1.5} {
+		p := defaultBM25
+		p.weight[fNameExp] = w
+		run(fmt.Sprintf("wNameExp=%.2f", w), p, expansionWeight)
+	}
+	for _, e := range []float32{0, 0.2, 0.35, 0.5, 0.7, 1} {
+		run(fmt.Sprintf("expW=%.2f", e), defaultBM25, e)
+	}
+	for _, k1 := range []float64{0.6, 0.9, 1.2, 1.6, 2.0} {
+		p := defaultBM25
+		p.k1 = k1
+		run(fmt.Sprintf("k1=%.1f", k1), p, expansionWeight)
+	}
+	for _, w := range []float64{0.5, 1, 2, 3, 4} {
+		p := defaultBM25
+		p.weight[fName] = w
+		run(fmt.Sprintf("wName=%.1f", w), p, expansionWeight)
+	}
+	for _, b := range []float64{0.3, 0.5, 0.75, 0.9} {
+		p := defaultBM25
+		p.b[fDesc] = b
+		run(fmt.Sprintf("bDesc=%.2f", b), p, expansionWeight)
+	}
+}
