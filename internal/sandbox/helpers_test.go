@@ -1,0 +1,80 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mcp-conductor/conductor/internal/config"
+)
+
+// denoForTest finds the Deno binary that `make test` installs. Outside CI a
+// missing Deno skips the test; under CI it fails it.
+func denoForTest(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
+		return p
+	}
+	root, err := filepath.Abs("../../tools/node_modules/.bin/deno")
+	if err == nil {
+		if _, err := os.Stat(root); err == nil {
+			if real, err := filepath.EvalSymlinks(root); err == nil {
+				return real
+			}
+		}
+	}
+	if p, err := exec.LookPath("deno"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("deno not found: run `make test` (it installs Deno from npm)")
+	}
+	t.Skip("deno not found; `make test` installs it")
+	return ""
+}
+
+type testEnv struct {
+	r   *Runner
+	ws  string
+	dir string
+}
+
+func newTestEnv(t testing.TB) *testEnv {
+	t.Helper()
+	base := t.TempDir()
+	ws := filepath.Join(base, "workspace")
+	r, err := New(Options{
+		Deno:      denoForTest(t),
+		Workspace: ws,
+		DenoDir:   filepath.Join(base, "cache", "deno"),
+		Home:      filepath.Join(base, "cache", "home"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(ws, "c1")
+	if err := r.PrepareDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{r: r, ws: ws, dir: dir}
+}
+
+func (e *testEnv) run(t testing.TB, code string, mod ...func(*Spec)) *Result {
+	t.Helper()
+	spec := Spec{Code: code, Dir: e.dir, Timeout: 3 * time.Second, MemoryMB: 128, MaxOutputBytes: 1 << 20}
+	for _, m := range mod {
+		m(&spec)
+	}
+	res, err := e.r.Run(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
+func withPerms(p config.Permissions) func(*Spec) {
+	return func(s *Spec) { s.Permissions = p }
+}

@@ -1,0 +1,399 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/evanw/esbuild/pkg/api"
+)
+
+// userFile is the name user code carries in error locations and stack traces.
+const userFile = "main.ts"
+
+// Importer decides what user code may import. The sandbox itself refuses
+// local files, URLs and everything it cannot vouch for; the two hooks open the
+// doors the conductor wants open.
+type Importer struct {
+	// Module resolves "./mcp/<server>" to an absolute path of a generated
+	// module, or returns an error the user will read.
+	Module func(server string) (string, error)
+	// Package checks an npm:, jsr:, node: or bare specifier against the
+	// administrator's allowlist. Nil allows node: built-ins only.
+	Package func(specifier string) error
+}
+
+// prepared is user code ready to load from a blob: URL.
+type prepared struct {
+	js        string
+	resultKey string // export that holds the last expression's value; "" when none
+	srcmap    *sourceMap
+	// prefixLine/prefixCols compensate the column shift of the rewritten
+	// last expression statement (1-based line in js).
+	prefixLine, prefixCols int
+}
+
+// SyntaxError is a compile-time problem in user code, with its location.
+type SyntaxError struct {
+	Line, Column int // 1-based
+	Message      string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line == 0 {
+		return e.Message
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", userFile, e.Line, e.Column, e.Message)
+}
+
+var mcpImport = regexp.MustCompile(`^\./mcp/([A-Za-z0-9_-]+)(\.ts|\.js)?$`)
+
+// prepare strips types, checks and rewrites imports, and exports the value of
+// the last top-level expression statement under a random name.
+func prepare(code string, imp Importer) (*prepared, error) {
+	plugin := api.Plugin{
+		Name: "conductor-imports",
+		Setup: func(b api.PluginBuild) {
+			b.OnResolve(api.OnResolveOptions{Filter: ".*"}, func(args api.OnResolveArgs) (api.OnResolveResult, error) {
+				if args.Kind == api.ResolveEntryPoint {
+					return api.OnResolveResult{}, nil
+				}
+				path, err := resolveImport(args.Path, imp)
+				if err != nil {
+					return api.OnResolveResult{}, err
+				}
+				return api.OnResolveResult{Path: path, External: true}, nil
+			})
+		},
+	}
+	res := api.Build(api.BuildOptions{
+		Stdin: &api.StdinOptions{
+			Contents:   code,
+			Loader:     api.LoaderTS,
+			Sourcefile: userFile,
+		},
+		Bundle:            true,
+		Write:             false,
+		Outfile:           "out.js",
+		Format:            api.FormatESModule,
+		Target:            api.ESNext,
+		Platform:          api.PlatformNeutral,
+		Sourcemap:         api.SourceMapExternal,
+		SourcesContent:    api.SourcesContentExclude,
+		LegalComments:     api.LegalCommentsNone,
+		LogLevel:          api.LogLevelSilent,
+		Plugins:           []api.Plugin{plugin},
+		TsconfigRaw:       `{"compilerOptions":{"verbatimModuleSyntax":false,"useDefineForClassFields":true}}`,
+		IgnoreAnnotations: true,
+		TreeShaking:       api.TreeShakingFalse,
+	})
+	if len(res.Errors) > 0 {
+		return nil, buildError(res.Errors[0])
+	}
+	var js, smap []byte
+	for _, f := range res.OutputFiles {
+		if strings.HasSuffix(f.Path, ".map") {
+			smap = f.Contents
+		} else {
+			js = f.Contents
+		}
+	}
+	p := &prepared{js: string(js)}
+	if len(smap) > 0 {
+		sm, err := parseSourceMap(smap)
+		if err != nil {
+			return nil, fmt.Errorf("source map: %w", err)
+		}
+		p.srcmap = sm
+	}
+	p.captureLastExpression()
+	return p, nil
+}
+
+func buildError(m api.Message) error {
+	text := m.Text
+	var pe *importError
+	if d, ok := m.Detail.(error); ok && errors.As(d, &pe) {
+		text = pe.msg
+	}
+	se := &SyntaxError{Message: text}
+	if m.Location != nil {
+		se.Line = m.Location.Line
+		se.Column = m.Location.Column + 1
+	}
+	return se
+}
+
+// importError is a refused import; its text reaches the user as is.
+type importError struct{ msg string }
+
+func (e *importError) Error() string { return e.msg }
+
+func refuse(format string, args ...any) error {
+	return &importError{msg: fmt.Sprintf(format, args...)}
+}
+
+// resolveImport maps one import specifier of user code to what the blob
+// module may load, or refuses it.
+func resolveImport(spec string, imp Importer) (string, error) {
+	if m := mcpImport.FindStringSubmatch(spec); m != nil {
+		if imp.Module == nil {
+			return "", refuse("import %q: no MCP servers are configured", spec)
+		}
+		path, err := imp.Module(m[1])
+		if err != nil {
+			return "", refuse("import %q: %v", spec, err)
+		}
+		return "file://" + path, nil
+	}
+	switch {
+	case strings.HasPrefix(spec, "./"), strings.HasPrefix(spec, "../"), strings.HasPrefix(spec, "/"),
+		strings.HasPrefix(spec, "file:"), spec == "." || spec == "..":
+		return "", refuse("import %q: local files cannot be imported; only ./mcp/<server> modules and allowed packages can", spec)
+	case strings.HasPrefix(spec, "node:"):
+		if imp.Package == nil {
+			return spec, nil
+		}
+	case strings.HasPrefix(spec, "npm:"), strings.HasPrefix(spec, "jsr:"):
+	case strings.Contains(spec, ":"):
+		return "", refuse("import %q: URL imports are not allowed; only ./mcp/<server> modules and allowed packages can be imported", spec)
+	}
+	if imp.Package == nil {
+		return "", refuse("import %q: no packages are allowed (the administrator's allowlist MCP_CONDUCTOR_ALLOWED_PACKAGES is empty)", spec)
+	}
+	if err := imp.Package(spec); err != nil {
+		return "", refuse("%v", err)
+	}
+	return spec, nil
+}
+
+// captureLastExpression rewrites the last top-level expression statement
+// `expr;` into `export const <key> = (expr);`.
+func (p *prepared) captureLastExpression() {
+	stmts := topLevelStatements(p.js)
+	for i := len(stmts) - 1; i >= 0; i-- {
+		s := stmts[i]
+		text := p.js[s.start:s.end]
+		if !isExpressionStatement(text) {
+			continue
+		}
+		expr := strings.TrimRight(strings.TrimSpace(text), ";")
+		key := "__conductor_result_" + randomHex(8)
+		prefix := "export const " + key + " = ("
+		p.js = p.js[:s.start] + prefix + expr + ");" + p.js[s.end:]
+		p.resultKey = key
+		p.prefixLine = strings.Count(p.js[:s.start], "\n") + 1
+		p.prefixCols = len(prefix)
+		return
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("sandbox: crypto/rand: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+var declarationStarts = []string{
+	"import ", "import{", "export ", "export{", "export*", "const ", "let ", "var ", "function ", "function*",
+	"async function", "class ", "if ", "if(", "for ", "for(", "while ", "while(", "do ", "do{", "switch ",
+	"switch(", "try ", "try{", "return", "throw ", "break", "continue", "debugger", "with ", "with(", "{", ";",
+	"using ", "await using ",
+}
+
+var labelStart = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*\s*:[^:]`)
+
+func isExpressionStatement(text string) bool {
+	t := strings.TrimSpace(text)
+	if t == "" || strings.HasPrefix(t, "//") || strings.HasPrefix(t, "/*") {
+		return false
+	}
+	for _, d := range declarationStarts {
+		if strings.HasPrefix(t, d) {
+			return false
+		}
+	}
+	return !labelStart.MatchString(t)
+}
+
+type span struct{ start, end int }
+
+// topLevelStatements splits esbuild's output into its top-level statements.
+// esbuild prints every top-level statement from column 0 of a new line and
+// indents everything nested, so a statement starts at each line that begins
+// outside any bracket, string, template or comment.
+func topLevelStatements(js string) []span {
+	var starts []int
+	depth := 0
+	lineStart := true
+	var templ []int // bracket depth at which each open template's ${ started
+	i := 0
+	n := len(js)
+	prevSignificant := byte(0)
+	prevWord := ""
+	for i < n {
+		c := js[i]
+		if lineStart {
+			lineStart = false
+			if depth == 0 && len(templ) == 0 && c != '\n' && c != ' ' && c != '\t' && c != '}' && c != ')' && c != ']' {
+				if !strings.HasPrefix(js[i:], "//") {
+					starts = append(starts, i)
+				}
+			}
+		}
+		switch {
+		case c == '\n':
+			lineStart = true
+			i++
+			continue
+		case c == '/' && i+1 < n && js[i+1] == '/':
+			for i < n && js[i] != '\n' {
+				i++
+			}
+			continue
+		case c == '/' && i+1 < n && js[i+1] == '*':
+			end := strings.Index(js[i+2:], "*/")
+			if end < 0 {
+				i = n
+			} else {
+				i += end + 4
+			}
+			continue
+		case c == '"' || c == '\'':
+			i = skipString(js, i)
+			prevSignificant = c
+			continue
+		case c == '`':
+			i = skipTemplate(js, i+1, &templ, depth)
+			prevSignificant = '`'
+			continue
+		case c == '/' && (regexAllowed(prevSignificant) || (prevSignificant == 'w' && regexKeywords[prevWord])):
+			i = skipRegex(js, i)
+			prevSignificant = 'r'
+			continue
+		case isWordByte(c):
+			j := i
+			for j < n && isWordByte(js[j]) {
+				j++
+			}
+			prevWord = js[i:j]
+			prevSignificant = 'w'
+			i = j
+			continue
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case c == ')' || c == ']':
+			depth--
+		case c == '}':
+			if len(templ) > 0 && templ[len(templ)-1] == depth {
+				templ = templ[:len(templ)-1]
+				i = skipTemplate(js, i+1, &templ, depth)
+				prevSignificant = '`'
+				continue
+			}
+			depth--
+		}
+		if c != ' ' && c != '\t' && c != '\r' {
+			prevSignificant = c
+		}
+		i++
+	}
+	spans := make([]span, len(starts))
+	for k, s := range starts {
+		end := n
+		if k+1 < len(starts) {
+			end = starts[k+1]
+		}
+		spans[k] = span{s, end}
+	}
+	return spans
+}
+
+func skipString(js string, i int) int {
+	q := js[i]
+	i++
+	for i < len(js) {
+		switch js[i] {
+		case '\\':
+			i += 2
+			continue
+		case q:
+			return i + 1
+		case '\n':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// skipTemplate scans template text from i (just after ` or }) to the closing
+// ` (returning past it) or to a ${ (pushing the depth and returning past it).
+func skipTemplate(js string, i int, templ *[]int, depth int) int {
+	for i < len(js) {
+		switch js[i] {
+		case '\\':
+			i += 2
+			continue
+		case '`':
+			return i + 1
+		case '$':
+			if i+1 < len(js) && js[i+1] == '{' {
+				*templ = append(*templ, depth)
+				return i + 2
+			}
+		}
+		i++
+	}
+	return i
+}
+
+var regexKeywords = map[string]bool{
+	"return": true, "typeof": true, "case": true, "do": true, "else": true, "in": true, "of": true,
+	"new": true, "delete": true, "void": true, "throw": true, "instanceof": true, "yield": true, "await": true,
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+func regexAllowed(prev byte) bool {
+	switch prev {
+	case 0, '(', ',', '=', ':', '[', '!', '&', '|', '?', '{', '}', ';', '+', '-', '*', '%', '<', '>', '~', '^':
+		return true
+	}
+	return false
+}
+
+func skipRegex(js string, i int) int {
+	i++
+	inClass := false
+	for i < len(js) {
+		switch js[i] {
+		case '\\':
+			i += 2
+			continue
+		case '[':
+			inClass = true
+		case ']':
+			inClass = false
+		case '/':
+			if !inClass {
+				i++
+				for i < len(js) && (js[i] >= 'a' && js[i] <= 'z') {
+					i++
+				}
+				return i
+			}
+		case '\n':
+			return i
+		}
+		i++
+	}
+	return i
+}

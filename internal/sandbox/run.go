@@ -1,0 +1,588 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxFrame bounds one protocol frame from the harness (a tool call's
+// arguments or the result).
+const maxFrame = 16 << 20
+
+// Run executes one program. Failures of the program are reported in
+// Result.Error; the returned error is non-nil only when the run could not be
+// attempted at all (bad spec). A cancelled ctx kills the run.
+func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
+	start := time.Now()
+	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
+		return nil, fmt.Errorf("sandbox: run dir %q is not absolute", spec.Dir)
+	}
+	if spec.Timeout <= 0 {
+		spec.Timeout = 30 * time.Second
+	}
+	if spec.MaxOutputBytes <= 0 {
+		spec.MaxOutputBytes = 1 << 20
+	}
+	if spec.MemoryMB <= 0 {
+		spec.MemoryMB = 256
+	}
+	res := &Result{}
+	finish := func() (*Result, error) {
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	p, err := prepare(spec.Code, spec.Importer)
+	if err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			res.Error = &Error{Kind: KindSyntax, Message: se.Error(), Line: se.Line, Column: se.Column}
+			return finish()
+		}
+		res.Error = &Error{Kind: KindInternal, Message: err.Error()}
+		return finish()
+	}
+	if err := checkLinks(filepath.Join(spec.Dir, "workspace")); err != nil {
+		res.Error = &Error{Kind: KindPermission, Message: err.Error()}
+		return finish()
+	}
+	perms := narrow(spec.Permissions, r.opts.Workspace, spec.Dir)
+	r.execute(ctx, spec, p, flags(perms), res)
+	return finish()
+}
+
+var frameStart = []byte("\n\x1e")
+
+// execute runs the prepared program and fills res.
+func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags []string, res *Result) {
+	args := []string{"run", "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--cached-only",
+		"--node-modules-dir=none", "--v8-flags=--max-old-space-size=" + strconv.Itoa(spec.MemoryMB)}
+	if spec.Importer.Package == nil {
+		args = append(args, "--no-npm") // nothing is allowed: do not even resolve npm:
+	}
+	args = append(args, permFlags...)
+	args = append(args, r.opts.ExtraFlags...)
+	args = append(args, r.harness)
+	cmd := exec.Command(r.opts.Deno, args...)
+	cmd.Dir = spec.Dir
+	cmd.Env = r.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if r.dropsPrivileges() {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), NoSetGroups: true}
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		res.Error = &Error{Kind: KindInternal, Message: "stdin pipe: " + err.Error()}
+		return
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		res.Error = &Error{Kind: KindInternal, Message: "stdout pipe: " + err.Error()}
+		return
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		res.Error = &Error{Kind: KindInternal, Message: "stderr pipe: " + err.Error()}
+		return
+	}
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
+	if err := cmd.Start(); err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		stderrR.Close()
+		stderrW.Close()
+		res.Error = &Error{Kind: KindInternal, Message: "start deno: " + r.scrub.Replace(err.Error())}
+		return
+	}
+	stdoutW.Close()
+	stderrW.Close()
+	pid := cmd.Process.Pid
+	r.limit(pid, spec)
+
+	run := &runState{
+		r:       r,
+		spec:    spec,
+		p:       p,
+		stdin:   stdin,
+		pid:     pid,
+		secret:  randomHex(24),
+		max:     spec.MaxOutputBytes,
+		stopped: make(chan struct{}),
+	}
+	runCtx, cancelCalls := context.WithCancel(ctx)
+	run.callCtx = runCtx
+
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); run.readStdout(stdoutR) }()
+	go func() { defer readers.Done(); run.readStderr(stderrR) }()
+
+	timer := time.NewTimer(spec.Timeout)
+	waited := make(chan error, 1)
+	go func() {
+		readers.Wait()
+		waited <- cmd.Wait()
+	}()
+	var waitErr error
+	select {
+	case <-timer.C:
+		run.stop(KindTimeout, fmt.Sprintf("the program ran longer than its timeout of %v", spec.Timeout))
+		waitErr = <-waited
+	case <-ctx.Done():
+		run.stop(KindInternal, "the execution was cancelled")
+		waitErr = <-waited
+	case <-run.stopped:
+		waitErr = <-waited
+	case waitErr = <-waited:
+	}
+	timer.Stop()
+	cancelCalls()
+	run.kill()
+	stdoutR.Close()
+	stderrR.Close()
+	run.calls.Wait()
+	run.fill(res, waitErr)
+}
+
+// limit applies RLIMIT_DATA and RLIMIT_CPU to the fresh process. The harness
+// waits for its program, so no user code runs before the limits are set.
+func (r *Runner) limit(pid int, spec Spec) {
+	// V8's heap is capped by --max-old-space-size; RLIMIT_DATA caps the rest
+	// (ArrayBuffers, Workers, native allocations) with room for the runtime.
+	data := uint64(spec.MemoryMB)*3<<20 + 512<<20
+	_ = unix.Prlimit(pid, unix.RLIMIT_DATA, &unix.Rlimit{Cur: data, Max: data}, nil)
+	cpu := uint64(spec.Timeout/time.Second) + 2
+	_ = unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: cpu, Max: cpu + 1}, nil)
+	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
+}
+
+func (r *Runner) env() []string {
+	env := []string{
+		"HOME=" + r.opts.Home,
+		"DENO_NO_UPDATE_CHECK=1",
+		"DENO_NO_PROMPT=1",
+		"NO_COLOR=1",
+		"TMPDIR=" + r.opts.Home,
+	}
+	if r.opts.DenoDir != "" {
+		env = append(env, "DENO_DIR="+r.opts.DenoDir)
+	}
+	return append(env, r.opts.ExtraEnv...)
+}
+
+// runState is one live run. Its fields after the constructor are guarded by mu.
+type runState struct {
+	r       *Runner
+	spec    Spec
+	p       *prepared
+	stdin   io.WriteCloser
+	pid     int
+	secret  string
+	max     int
+	callCtx context.Context
+	calls   sync.WaitGroup
+
+	writeMu sync.Mutex // serializes writes to stdin
+
+	mu       sync.Mutex
+	stdout   bytes.Buffer
+	stderr   bytes.Buffer
+	used     int // output bytes counted against max
+	done     *doneFrame
+	failKind Kind
+	failMsg  string
+	stopped  chan struct{}
+	stopOnce sync.Once
+	killed   bool
+}
+
+type doneFrame struct {
+	OK     bool            `json:"ok"`
+	Has    bool            `json:"has"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Name    string `json:"name"`
+		Message string `json:"message"`
+		Stack   string `json:"stack"`
+	} `json:"error"`
+}
+
+// stop ends the run for a reason of the conductor's (first reason wins).
+func (s *runState) stop(kind Kind, msg string) {
+	s.mu.Lock()
+	if s.failKind == "" && s.done == nil {
+		s.failKind, s.failMsg = kind, msg
+	}
+	s.mu.Unlock()
+	s.kill()
+	s.stopOnce.Do(func() { close(s.stopped) })
+}
+
+// kill SIGKILLs the whole process group.
+func (s *runState) kill() {
+	s.mu.Lock()
+	s.killed = true
+	s.mu.Unlock()
+	_ = syscall.Kill(-s.pid, syscall.SIGKILL)
+}
+
+func (s *runState) send(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_, _ = s.stdin.Write(b)
+}
+
+// output records program output and enforces the output limit.
+func (s *runState) output(stream string, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	s.mu.Lock()
+	over := false
+	room := s.max - s.used
+	if room < len(b) {
+		over = true
+		if room > 0 {
+			b = b[:room]
+		} else {
+			b = nil
+		}
+	}
+	s.used += len(b)
+	if stream == "stdout" {
+		s.stdout.Write(b)
+	} else {
+		s.stderr.Write(b)
+	}
+	s.mu.Unlock()
+	if len(b) > 0 && s.spec.OnOutput != nil {
+		s.spec.OnOutput(stream, s.r.scrub.Replace(string(b)))
+	}
+	if over {
+		s.stop(KindOutputLimit, fmt.Sprintf("the program wrote more than %d bytes of output", s.max))
+	}
+}
+
+// readStdout separates the program's own output from the harness's frames.
+// A frame is "\n\x1e<secret>:<json>\n"; the newline before it belongs to the
+// frame, so program output is reproduced byte for byte.
+func (s *runState) readStdout(rd io.Reader) {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	ready := false
+	marker := []byte("\x1e:")
+	var pending []byte // program output not yet known not to precede a frame
+	flush := func() {
+		s.output("stdout", pending)
+		pending = pending[:0]
+	}
+	for {
+		line, err := readLine(br, maxFrame)
+		if len(line) > 0 {
+			body := line
+			if body[len(body)-1] == '\n' {
+				body = body[:len(body)-1]
+			}
+			if i := bytes.Index(body, marker); i >= 0 && ready {
+				// Output before the marker on the same line is the program's.
+				pending = append(pending, body[:i]...)
+				frame := body[i+len(marker):]
+				if len(pending) > 0 && pending[len(pending)-1] == '\n' {
+					pending = pending[:len(pending)-1]
+				}
+				flush()
+				if !s.frame(frame) {
+					return
+				}
+				continue
+			}
+			if !ready && bytes.HasPrefix(body, []byte("\x1e:")) {
+				if string(body[2:]) == `{"t":"ready"}` {
+					ready = true
+					marker = []byte("\x1e" + s.secret + ":")
+					s.send(map[string]any{"t": "run", "secret": s.secret, "code": s.p.js,
+						"resultKey": s.p.resultKey, "resultMax": s.max})
+					pending = pending[:0]
+					continue
+				}
+			}
+			pending = append(pending, line...)
+			// Keep at most one trailing newline pending: earlier output is final.
+			if len(pending) > 1 {
+				cut := len(pending)
+				if pending[cut-1] == '\n' {
+					cut--
+				}
+				s.output("stdout", pending[:cut])
+				pending = append(pending[:0], pending[cut:]...)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				s.stop(KindOutputLimit, "the program wrote a line longer than the protocol allows")
+			}
+			flush()
+			return
+		}
+	}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads up to and including '\n'. Program output longer than max is
+// returned in pieces; only frames must fit.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var out []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		out = append(out, chunk...)
+		if err == bufio.ErrBufferFull {
+			if len(out) > max {
+				return out, errLineTooLong
+			}
+			if !bytes.Contains(out, []byte{0x1e}) {
+				return out, nil // plain output: hand it on now
+			}
+			continue
+		}
+		return out, err
+	}
+}
+
+// frame handles one authenticated frame; false ends reading.
+func (s *runState) frame(b []byte) bool {
+	var f struct {
+		T      string          `json:"t"`
+		ID     int64           `json:"id"`
+		Server string          `json:"server"`
+		Tool   string          `json:"tool"`
+		Args   string          `json:"args"`
+		OK     bool            `json:"ok"`
+		Has    bool            `json:"has"`
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		s.stop(KindInternal, "bad frame from the harness")
+		return false
+	}
+	switch f.T {
+	case "call":
+		s.call(f.ID, f.Server, f.Tool, json.RawMessage(f.Args))
+	case "done":
+		var d doneFrame
+		if err := json.Unmarshal(b, &d); err != nil {
+			s.stop(KindInternal, "bad result frame from the harness")
+			return false
+		}
+		s.mu.Lock()
+		if s.failKind == "" && s.done == nil {
+			s.done = &d
+		}
+		s.mu.Unlock()
+		s.kill()
+		s.stopOnce.Do(func() { close(s.stopped) })
+		return false
+	}
+	return true
+}
+
+func (s *runState) call(id int64, server, tool string, args json.RawMessage) {
+	reply := func(v json.RawMessage, err error) {
+		if err != nil {
+			s.send(map[string]any{"t": "res", "id": id, "ok": false, "error": err.Error()})
+			return
+		}
+		if v == nil {
+			v = json.RawMessage("null")
+		}
+		s.send(map[string]any{"t": "res", "id": id, "ok": true, "value": v})
+	}
+	if s.spec.Calls == nil {
+		reply(nil, fmt.Errorf("%s.%s: no MCP servers are available to this program", server, tool))
+		return
+	}
+	s.calls.Add(1)
+	go func() {
+		defer s.calls.Done()
+		v, err := s.spec.Calls(s.callCtx, server, tool, args)
+		if s.callCtx.Err() != nil {
+			return
+		}
+		reply(v, err)
+	}()
+}
+
+func (s *runState) readStderr(rd io.Reader) {
+	br := bufio.NewReaderSize(rd, 64<<10)
+	for {
+		line, err := readLine(br, 64<<10)
+		if len(line) > 0 {
+			s.output("stderr", line)
+		}
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			return
+		}
+	}
+}
+
+var (
+	oomText   = regexp.MustCompile(`(?i)out of memory|Reached heap limit|allocation failed|Array buffer allocation failed`)
+	blobFrame = regexp.MustCompile(`blob:null/[0-9a-f-]+:(\d+):(\d+)`)
+)
+
+// fill turns what was observed into the result.
+func (s *runState) fill(res *Result, waitErr error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	scrub := s.r.scrub.Replace
+	res.Stdout = scrub(s.stdout.String())
+	stderr := s.stderr.String()
+	switch {
+	case s.failKind != "":
+		res.Error = &Error{Kind: s.failKind, Message: s.failMsg}
+	case s.done != nil && s.done.OK:
+		if s.done.Has {
+			if s.used+len(s.done.Result) > s.max {
+				res.Error = &Error{Kind: KindOutputLimit, Message: fmt.Sprintf(
+					"the result and output together are more than %d bytes", s.max)}
+			} else {
+				res.Value = s.done.Result
+			}
+		}
+	case s.done != nil:
+		res.Error = s.classify(s.done)
+	case oomText.MatchString(stderr):
+		res.Error = &Error{Kind: KindMemory, Message: fmt.Sprintf(
+			"the program ran out of memory (limit %d MB of heap)", s.spec.MemoryMB)}
+		stderr = trimCrashReport(stderr)
+	default:
+		msg := "the program ended without a result"
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+				sig := st.Signal()
+				if sig == syscall.SIGXCPU {
+					res.Error = &Error{Kind: KindTimeout, Message: "the program used more CPU time than allowed"}
+					break
+				}
+				if sig == syscall.SIGSEGV || sig == syscall.SIGTRAP || sig == syscall.SIGABRT || sig == syscall.SIGBUS {
+					res.Error = &Error{Kind: KindMemory, Message: fmt.Sprintf(
+						"the program ran out of memory (the process was stopped by %v)", sig)}
+					stderr = trimCrashReport(stderr)
+					break
+				}
+				msg = fmt.Sprintf("the program was stopped by signal %v", sig)
+			} else {
+				msg = fmt.Sprintf("the program exited with status %d", ee.ExitCode())
+			}
+		} else if waitErr == nil {
+			// Exited with status 0 before finishing (e.g. process.exit(0)).
+			break
+		}
+		res.Error = &Error{Kind: KindInternal, Message: msg}
+		if strings.Contains(stderr, "error:") {
+			res.Error.Kind = KindException
+			res.Error.Message = firstErrorLine(stderr)
+		}
+	}
+	res.Stderr = scrub(stderr)
+	if res.Error != nil {
+		res.Error.Message = scrub(res.Error.Message)
+		res.Error.Stack = scrub(res.Error.Stack)
+	}
+}
+
+func firstErrorLine(stderr string) string {
+	for _, l := range strings.Split(stderr, "\n") {
+		if i := strings.Index(l, "error:"); i >= 0 {
+			return strings.TrimSpace(l[i+len("error:"):])
+		}
+	}
+	return strings.TrimSpace(stderr)
+}
+
+// trimCrashReport drops V8's fatal-error report (GC traces, C stack).
+func trimCrashReport(stderr string) string {
+	for _, m := range []string{"\n<--- Last few GCs --->", "<--- Last few GCs --->", "\n#\n# Fatal", "#\n# Fatal", "\n\n#", "==== C stack trace"} {
+		if i := strings.Index(stderr, m); i >= 0 {
+			stderr = stderr[:i]
+		}
+	}
+	return stderr
+}
+
+func (s *runState) classify(d *doneFrame) *Error {
+	if d.Error == nil {
+		return &Error{Kind: KindInternal, Message: "the program failed without an error"}
+	}
+	name, msg := d.Error.Name, d.Error.Message
+	e := &Error{Kind: KindException, Message: msg, Stack: s.cleanStack(d.Error.Stack)}
+	if name != "" && name != "Error" && name != "Uncaught" && !strings.HasPrefix(msg, name) {
+		e.Message = name + ": " + msg
+	}
+	switch {
+	case name == "NotCapable" || name == "PermissionDenied" || strings.Contains(msg, "Requires ") && strings.Contains(msg, " access to "):
+		e.Kind = KindPermission
+	case name == "OutputLimit":
+		e.Kind = KindOutputLimit
+		e.Message = msg
+	case name == "RangeError" && oomText.MatchString(msg):
+		e.Kind = KindMemory
+	case name == "SyntaxError":
+		e.Kind = KindSyntax
+	}
+	e.Message = s.mapPositions(e.Message)
+	return e
+}
+
+// cleanStack maps blob positions to the user's file and drops frames of the
+// harness and of Deno's internals.
+func (s *runState) cleanStack(stack string) string {
+	var out []string
+	for _, l := range strings.Split(stack, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "at ") {
+			if strings.Contains(t, s.r.harness) || strings.Contains(t, "ext:") || strings.Contains(t, "<harness>") {
+				continue
+			}
+		}
+		out = append(out, s.mapPositions(l))
+	}
+	return strings.TrimRight(strings.Join(out, "\n"), "\n")
+}
+
+func (s *runState) mapPositions(text string) string {
+	return blobFrame.ReplaceAllStringFunc(text, func(m string) string {
+		sub := blobFrame.FindStringSubmatch(m)
+		line, _ := strconv.Atoi(sub[1])
+		col, _ := strconv.Atoi(sub[2])
+		if line == s.p.prefixLine && col > s.p.prefixCols {
+			col -= s.p.prefixCols
+		}
+		if l, c, ok := s.p.srcmap.lookup(line, col); ok {
+			return fmt.Sprintf("%s:%d:%d", userFile, l, c)
+		}
+		return userFile
+	})
+}
