@@ -210,7 +210,14 @@ var labelStart = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*\s*:[^:]`)
 
 func isExpressionStatement(text string) bool {
 	t := strings.TrimSpace(text)
-	if t == "" || strings.HasPrefix(t, "//") || strings.HasPrefix(t, "/*") {
+	for strings.HasPrefix(t, "/*") { // esbuild's /* @__PURE__ */ annotations
+		end := strings.Index(t, "*/")
+		if end < 0 {
+			return false
+		}
+		t = strings.TrimSpace(t[end+2:])
+	}
+	if t == "" || strings.HasPrefix(t, "//") {
 		return false
 	}
 	for _, d := range declarationStarts {
