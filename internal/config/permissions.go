@@ -198,6 +198,9 @@ func checkPermValues(kind string, vals []string, x expander, base string, allow 
 func checkNetHost(v string) error {
 	host, port := v, ""
 	hasPort := false
+	if strings.Contains(v, "://") || strings.ContainsAny(v, "/?#@ \t") {
+		return errors.New("expected HOST[:PORT], not a URL")
+	}
 	switch {
 	case strings.HasPrefix(v, "["):
 		i := strings.IndexByte(v, ']')
@@ -220,9 +223,6 @@ func checkNetHost(v string) error {
 	default:
 		if h, pt, ok := strings.Cut(v, ":"); ok {
 			host, port, hasPort = h, pt, true
-		}
-		if strings.Contains(host, "://") || strings.ContainsAny(host, "/?#@ ") {
-			return errors.New("expected HOST[:PORT], not a URL")
 		}
 		if net.ParseIP(host) == nil && !hostLabelRE.MatchString(host) {
 			return errors.New("not a host name or IP address")
