@@ -166,8 +166,9 @@ func (c *conv) objectType(m map[string]any, depth int) *ts {
 	switch ap := m["additionalProperties"].(type) {
 	case nil:
 		// Absent: other keys are allowed by JSON Schema, but an object whose
-		// properties are declared is typed closed to catch misspelled keys.
-		if !has(m, "properties") && !has(m, "patternProperties") {
+		// properties are declared is typed closed to catch misspelled keys
+		// (and a oneOf branch that only says "required" stays closed).
+		if !has(m, "properties") && !has(m, "patternProperties") && !has(m, "required") {
 			indexTypes = append(indexTypes, prim("unknown"))
 		}
 	case bool:
