@@ -1,9 +1,13 @@
 package embed
 
-// matmul sets dst (n × l.out) to x (n × l.in) · W + b. Columns go in
-// blocks of four so that four rows of W (transposed) are read once per
-// input row and stay in cache across rows.
-func matmul(dst, x []float32, n int, l *linear) {
+// matmul sets dst (n × l.out) to x (n × l.in) · W + b. It is
+// matmulGeneric unless the CPU has faster kernels (kernel_amd64.go).
+var matmul = matmulGeneric
+
+// matmulGeneric is matmul in plain Go. Columns go in blocks of four so
+// that four rows of W (transposed) are read once per input row and stay in
+// cache across rows.
+func matmulGeneric(dst, x []float32, n int, l *linear) {
 	in, out := l.in, l.out
 	j := 0
 	for ; j+4 <= out; j += 4 {
@@ -28,9 +32,9 @@ func matmul(dst, x []float32, n int, l *linear) {
 	}
 }
 
-// dot4Generic returns the dot products of x with four rows of the same
+// dot4 returns the dot products of x with four rows of the same
 // length.
-func dot4Generic(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
+func dot4(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
 	w0 = w0[:len(x)]
 	w1 = w1[:len(x)]
 	w2 = w2[:len(x)]
@@ -59,5 +63,3 @@ func dot(x, y []float32) float32 {
 	}
 	return (s0 + s1) + (s2 + s3)
 }
-
-var dot4 = dot4Generic

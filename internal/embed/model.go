@@ -21,6 +21,7 @@ const (
 // is immutable after Load and safe for concurrent use.
 type Model struct {
 	name      string
+	dir       string
 	tok       *tokenizer
 	maxTokens int
 
@@ -77,7 +78,7 @@ func Load(dir string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}
-	m := &Model{name: ModelName, tok: tok}
+	m := &Model{name: ModelName, dir: dir, tok: tok}
 	if err := m.build(g); err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}

@@ -1,0 +1,52 @@
+//go:build amd64 && !purego
+
+package embed
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestMatmulAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2+FMA")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct{ n, in, out int }{
+		{1, 16, 4}, {2, 256, 512}, {3, 512, 1536}, {4, 1536, 512}, {7, 32, 8}, {8, 24, 4}, {5, 16, 6},
+	} {
+		l := linear{in: tc.in, out: tc.out, wt: make([]float32, tc.in*tc.out), b: make([]float32, tc.out)}
+		for i := range l.wt {
+			l.wt[i] = rng.Float32()*2 - 1
+		}
+		for i := range l.b {
+			l.b[i] = rng.Float32()
+		}
+		x := make([]float32, tc.n*tc.in)
+		for i := range x {
+			x[i] = rng.Float32()*2 - 1
+		}
+		want := make([]float32, tc.n*tc.out)
+		got := make([]float32, tc.n*tc.out)
+		matmulGeneric(want, x, tc.n, &l)
+		matmulAVX2(got, x, tc.n, &l)
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
+				t.Fatalf("n=%d in=%d out=%d: matmulAVX2[%d] = %v, generic %v", tc.n, tc.in, tc.out, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestEmbedGoldenGeneric checks the plain Go path against TF.js too.
+func TestEmbedGoldenGeneric(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	loadTestModel(t)
+	saved := matmul
+	matmul = matmulGeneric
+	defer func() { matmul = saved }()
+	TestEmbedGolden(t)
+}
