@@ -156,7 +156,9 @@ func importMap(list *Allowlist, resolved map[string]string) ([]byte, error) {
 		imports[s.Name] = pinned
 		imports[s.Name+"/"] = pinned + "/"
 		imports[s.Registry+":"+s.Name] = pinned
-		if s.Range != "" && denoRange.MatchString(s.Range) {
+		if s.Range != "" {
+			// Also for ranges Deno cannot parse (">=1 <2"): the key and the
+			// specifier are URL-normalized alike, so the map still applies.
 			imports[s.String()] = pinned
 		}
 	}
