@@ -25,7 +25,7 @@ func (l *loader) loadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	d := &fileDec{l: l, x: l.x, dir: filepath.Dir(path), cfg: l.cfg}
+	d := &fileDec{l: l, x: l.x, dir: filepath.Dir(path), file: path, cfg: l.cfg}
 	d.top(tree)
 	if len(d.errs) > 0 {
 		errs := make([]error, len(d.errs))
@@ -155,6 +155,7 @@ type fileDec struct {
 	l    *loader
 	x    expander
 	dir  string
+	file string
 	cfg  *Config
 	errs []error
 }
@@ -580,7 +581,7 @@ func (d *fileDec) sandbox(p string, v any) {
 					d.errf(fp, "%v", err)
 					return
 				}
-				sb.DefaultTimeout, d.l.timeoutSrc = t, fp+" in "+"the config file"
+				sb.DefaultTimeout, d.l.timeoutSrc = t, fp+" in config file "+d.file
 			}
 		},
 		"maxTimeout": func(fp string, v any) {
@@ -589,7 +590,7 @@ func (d *fileDec) sandbox(p string, v any) {
 					d.errf(fp, "%v", err)
 					return
 				}
-				sb.MaxTimeout, d.l.maxTimeoutSrc = t, fp+" in "+"the config file"
+				sb.MaxTimeout, d.l.maxTimeoutSrc = t, fp+" in config file "+d.file
 			}
 		},
 		"memoryMB": func(fp string, v any) {

@@ -30,7 +30,7 @@ var runArgsGood = []struct {
 	{in: "allow-net=example.com,allow-net", want: Permissions{Net: []string{"example.com"}, NetAll: true},
 		wantFlags: []string{"--allow-net"}},
 	{in: "allow-net=example.com:443;127.0.0.1:8080;[::1]:80;*.example.org;localhost",
-		want: Permissions{Net: []string{"example.com:443", "127.0.0.1:8080", "[::1]:80", "*.example.org", "localhost"}},
+		want:      Permissions{Net: []string{"example.com:443", "127.0.0.1:8080", "[::1]:80", "*.example.org", "localhost"}},
 		wantFlags: []string{"--allow-net=example.com:443,127.0.0.1:8080,[::1]:80,*.example.org,localhost"}},
 	{in: "allow-env=HOME;AWS_*", want: Permissions{Env: []string{"HOME", "AWS_*"}}},
 	{in: "allow-run=git;/usr/bin/curl", want: Permissions{Run: []string{"git", "/usr/bin/curl"}}},

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -28,15 +27,13 @@ const (
 	resultMark     = "\x00conductor-result "
 )
 
-// scriptWrapper is Deno's entry (a data: URL, so no file is written). It
-// serves Deno.env from the environment given to Load: each Deno.env.get is
-// a request on stderr answered on stdin. Then it imports the config module
-// and prints its default export (awaited; called first if a function) as
-// JSON after resultMark.
-const scriptWrapper = `const enc = new TextEncoder(), dec = new TextDecoder();
+// scriptEnvShim is the first module Deno evaluates (a data: URL, so no
+// file is written). It serves Deno.env from the environment given to Load:
+// each Deno.env.get is a request on stderr answered on stdin.
+const scriptEnvShim = `const enc = new TextEncoder(), dec = new TextDecoder();
 const buf = new Uint8Array(65536);
 let pending = "";
-function writeAll(f, s) { let b = enc.encode(s); while (b.length > 0) b = b.subarray(f.writeSync(b)); }
+export function writeAll(f, s) { let b = enc.encode(s); while (b.length > 0) b = b.subarray(f.writeSync(b)); }
 function ask(name) {
   writeAll(Deno.stderr, "\u0000conductor-env " + JSON.stringify(name) + "\n");
   for (;;) {
@@ -54,7 +51,14 @@ env.has = (k) => env.get(k) !== undefined;
 env.set = (k, v) => { overlay.set(String(k), String(v)); };
 env.delete = (k) => { overlay.set(String(k), undefined); };
 env.toObject = () => { throw new Error("Deno.env.toObject() is not available in a conductor config file; use Deno.env.get(NAME)"); };
-const mod = await import(CONFIG_URL);
+`
+
+// scriptEntry is Deno's entry: it imports the shim, then the config module
+// statically (so its own local imports load without any read permission),
+// and prints the default export (called first if a function, awaited) as
+// JSON after resultMark. %s are the shim's data: URL and the config's URL.
+const scriptEntry = `import { writeAll } from %s;
+import * as mod from %s;
 if (!("default" in mod)) throw new Error("the config module has no default export");
 let v = mod.default;
 if (typeof v === "function") v = v();
@@ -63,6 +67,10 @@ const out = JSON.stringify(v);
 if (out === undefined) throw new Error("the default export cannot be turned into JSON");
 writeAll(Deno.stdout, "\n\u0000conductor-result " + out + "\n");
 `
+
+func dataURL(js string) string {
+	return "data:text/javascript;base64," + base64.StdEncoding.EncodeToString([]byte(js))
+}
 
 // denoForScript picks the Deno binary for a TypeScript config: the option,
 // then MCP_CONDUCTOR_DENO, then "deno" on the PATH of the injected env.
@@ -99,26 +107,24 @@ func lookPath(name string, env func(string) string) (string, error) {
 }
 
 // evalScript runs the config module at path with Deno and returns the JSON
-// of its default export. The module may read the environment (Deno.env.get,
-// served from env) and its own file, nothing else: no network, no remote
-// imports, no writes, no subprocesses. Values handed to the module are
+// of its default export. The module and its local static imports may read
+// the environment (Deno.env.get, served from env) and nothing else: no file
+// reads at run time, no network, no remote imports, no writes, no
+// subprocesses. Values handed to the module are
 // scrubbed from any error text, since they may be secrets.
 func evalScript(path, deno string, env func(string) string) ([]byte, error) {
 	bin, err := lookPath(deno, env)
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(path, ",") {
-		return nil, errors.New("the path of a TypeScript/JavaScript config file must not contain a comma (Deno flags cannot hold it)")
-	}
-	wrapper := "const CONFIG_URL = " + strconvQuoteJS((&url.URL{Scheme: "file", Path: path}).String()) + ";\n" + scriptWrapper
-	entry := "data:text/javascript;base64," + base64.StdEncoding.EncodeToString([]byte(wrapper))
+	entry := dataURL(fmt.Sprintf(scriptEntry, strconvQuoteJS(dataURL(scriptEnvShim)),
+		strconvQuoteJS((&url.URL{Scheme: "file", Path: path}).String())))
 
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run",
 		"--no-prompt", "--no-config", "--no-lock", "--no-remote", "--node-modules-dir=none",
-		"--allow-env", "--allow-read="+path, entry)
+		"--allow-env", entry)
 	cmd.Dir = filepath.Dir(path)
 	// Deno itself needs HOME/DENO_DIR for its cache; the module's view of
 	// the environment goes through the channel above.
