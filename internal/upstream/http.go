@@ -70,31 +70,44 @@ func (t *headerTransport) closeIdle() {
 // tried first and, if the server refuses the session-less POST with 400, 404
 // or 405 (as legacy SSE servers do), SSE is tried next, following the MCP
 // spec's backwards-compatibility advice.
-func connectHTTP(ctx context.Context, client *mcp.Client, cfg config.Server, kind string) (*mcp.ClientSession, *headerTransport, error) {
+//
+// ctx bounds connecting; life is the session's lifetime. The returned cancel
+// must be called when the session is closed.
+func connectHTTP(ctx, life context.Context, client *mcp.Client, cfg config.Server, kind string) (*mcp.ClientSession, *headerTransport, context.CancelFunc, error) {
 	rt, err := newHeaderTransport(cfg.URL, cfg.Headers)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	hc := &http.Client{Transport: rt}
 	if kind != "sse" {
 		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: cfg.URL, HTTPClient: hc}, nil)
-		if err == nil || kind == "http" || !rt.legacy.Load() || ctx.Err() != nil {
-			if err != nil {
-				rt.closeIdle()
-				return nil, nil, redactURL(err, cfg.URL)
-			}
-			return cs, rt, nil
+		if err == nil {
+			return cs, rt, func() {}, nil
+		}
+		if kind == "http" || !rt.legacy.Load() || ctx.Err() != nil {
+			rt.closeIdle()
+			return nil, nil, nil, redactURL(err, cfg.URL)
 		}
 	}
-	cs, err := client.Connect(ctx, &mcp.SSEClientTransport{Endpoint: cfg.URL, HTTPClient: hc}, nil)
+	// The SSE transport's event stream lives as long as the context given
+	// to Connect, so connect with one that outlives ctx but is cancelled if
+	// ctx ends before the handshake is done.
+	sseCtx, cancel := context.WithCancel(life)
+	stop := context.AfterFunc(ctx, cancel)
+	cs, err := client.Connect(sseCtx, &mcp.SSEClientTransport{Endpoint: cfg.URL, HTTPClient: hc}, nil)
+	if !stop() && err == nil {
+		cs.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
+		cancel()
 		rt.closeIdle()
 		if kind != "sse" {
-			return nil, nil, redactURL(fmt.Errorf("streamable HTTP refused, legacy SSE: %w", err), cfg.URL)
+			err = fmt.Errorf("streamable HTTP refused, legacy SSE: %w", err)
 		}
-		return nil, nil, redactURL(err, cfg.URL)
+		return nil, nil, nil, redactURL(err, cfg.URL)
 	}
-	return cs, rt, nil
+	return cs, rt, cancel, nil
 }
 
 // redactURL removes credentials a configured URL may carry (user info, query)

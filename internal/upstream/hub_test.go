@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -473,4 +474,44 @@ func TestTransportKind(t *testing.T) {
 			t.Errorf("transportKind(%+v) = %q, %v; want %q, %q", tc.cfg, kind, err, tc.kind, tc.errMatch)
 		}
 	}
+}
+
+func TestStopLadder(t *testing.T) {
+	// Ignores stdin EOF and SIGTERM, and has a child of its own.
+	h := New([]config.Server{goServer(t, "stubborn", map[string]string{"STUBBORN": "1", "GRANDCHILD": "1"})}, Options{StopTimeout: 100 * time.Millisecond})
+	h.Start(context.Background())
+	pid := statusOf(h, "stubborn").Pid
+	grandchild, err := strconv.Atoi(call(t, h, "stubborn", "grandchild", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("server %d survived Close", pid)
+	}
+	// The grandchild is not ours to reap: it is gone or a zombie of init.
+	eventually(t, "the grandchild to die with the process group", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", grandchild))
+		return err != nil || strings.Contains(string(b), ") Z")
+	})
+}
+
+func TestChildSurvivesThreadExits(t *testing.T) {
+	// Pdeathsig fires when the forking thread exits. Goroutines that exit
+	// while locked to a thread end that thread; the child must not care.
+	h := newHub(t, []config.Server{goServer(t, "go", nil)}, Options{})
+	h.Start(context.Background())
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			time.Sleep(time.Millisecond)
+		})
+	}
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	if st := statusOf(h, "go"); st.State != StateUp || st.Restarts != 0 {
+		t.Fatalf("Status = %+v after threads exited, want up without restarts", st)
+	}
+	call(t, h, "go", "echo", `{"text":"alive"}`)
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,10 +88,33 @@ func newTestMCPServer() *mcp.Server {
 	return srv
 }
 
+// runTestServer serves newTestMCPServer over stdio. With STUBBORN set it
+// ignores SIGTERM and keeps running after its stdin closes, so only SIGKILL
+// (from the stop ladder or the parent-death signal) ends it; with GRANDCHILD
+// set it starts a long sleep in its process group, whose pid the tool
+// "grandchild" returns.
 func runTestServer() {
 	fmt.Fprintln(os.Stderr, "test server starting")
 	fmt.Fprintln(os.Stderr, strings.Repeat("x", 3*maxStderrLine)+"END")
-	if err := newTestMCPServer().Run(context.Background(), &mcp.StdioTransport{}); err != nil {
+	srv := newTestMCPServer()
+	if os.Getenv("GRANDCHILD") != "" {
+		cmd := exec.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		mcp.AddTool(srv, &mcp.Tool{Name: "grandchild"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return text(fmt.Sprint(cmd.Process.Pid)), nil, nil
+		})
+	}
+	stubborn := os.Getenv("STUBBORN") != ""
+	if stubborn {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	err := srv.Run(context.Background(), &mcp.StdioTransport{})
+	if stubborn {
+		select {}
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -102,8 +128,8 @@ func runTestHub() {
 		log.Fatal(err)
 	}
 	servers := []config.Server{
-		{Name: "a", Command: exe, Args: []string{marker}, Env: map[string]string{modeVar: "server"}},
-		{Name: "b", Command: exe, Args: []string{marker}, Env: map[string]string{modeVar: "server"}},
+		{Name: "a", Command: exe, Args: []string{marker}, Env: map[string]string{modeVar: "server", "STUBBORN": "1"}},
+		{Name: "b", Command: exe, Args: []string{marker}, Env: map[string]string{modeVar: "server", "STUBBORN": "1"}},
 	}
 	if bin := os.Getenv("EVERYTHING_BIN"); bin != "" {
 		servers = append(servers, config.Server{Name: "everything", Command: bin, Args: []string{"stdio"}})

@@ -48,6 +48,7 @@ type conn struct {
 	cs      *mcp.ClientSession
 	proc    *process         // nil for HTTP
 	http    *headerTransport // nil for stdio
+	cancel  func()           // ends an HTTP session's context; nil for stdio
 	refresh chan struct{}    // a tools/list_changed arrived (capacity 1)
 	done    chan struct{}    // closed when the session has ended
 	cause   error            // why it ended; valid once done is closed
@@ -263,9 +264,9 @@ func (s *server) serve(ctx context.Context, c *conn) {
 
 // connect makes one connection attempt, bounded by StartTimeout, and lists
 // the server's tools.
-func (s *server) connect(ctx context.Context) (*conn, []*mcp.Tool, error) {
+func (s *server) connect(life context.Context) (*conn, []*mcp.Tool, error) {
 	h := s.h
-	ctx, cancel := context.WithTimeout(ctx, h.opts.StartTimeout)
+	ctx, cancel := context.WithTimeout(life, h.opts.StartTimeout)
 	defer cancel()
 	c := &conn{refresh: make(chan struct{}, 1), done: make(chan struct{})}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcp-conductor", Version: "1"}, &mcp.ClientOptions{
@@ -296,7 +297,7 @@ func (s *server) connect(ctx context.Context) (*conn, []*mcp.Tool, error) {
 			return nil, nil, fmt.Errorf("initialize: %w", err)
 		}
 	} else {
-		c.cs, c.http, err = connectHTTP(ctx, client, s.cfg, s.kind)
+		c.cs, c.http, c.cancel, err = connectHTTP(ctx, life, client, s.cfg, s.kind)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect: %w", err)
 		}
@@ -341,6 +342,9 @@ func (c *conn) close(grace time.Duration) {
 		c.proc.stop(grace)
 	}
 	c.cs.Close()
+	if c.cancel != nil {
+		c.cancel()
+	}
 	if c.http != nil {
 		c.http.closeIdle()
 	}
