@@ -73,6 +73,10 @@ func openRedis(ctx context.Context, rawURL string, opts Options) (Store, error) 
 	if ro.MaxRetries == 0 {
 		ro.MaxRetries = 1
 	}
+	if ro.DialerRetries == 0 {
+		ro.DialerRetries = 2
+		ro.DialerRetryTimeout = 50 * time.Millisecond
+	}
 	ro.ContextTimeoutEnabled = true
 	s := &redisStore{c: redis.NewClient(ro), addr: ro.Addr, ns: opts.Namespace, opts: opts}
 	if err := s.checkVersion(ctx); err != nil {

@@ -245,6 +245,9 @@ func Redact(rawURL string) string {
 		}
 		return scheme + "://…"
 	}
+	if u.Opaque != "" || u.Host == "" && u.User != nil {
+		return u.Scheme + ":…"
+	}
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
