@@ -3,6 +3,9 @@ package embed
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // ModelName names the model and version this package runs.
@@ -15,11 +18,32 @@ const ModelName = "use-lite-0.2.0"
 // batch). Only the first MaxTokens tokens count; see EmbedLong. The empty
 // text (or one that normalises to nothing) gets the vector TF.js computes
 // for an empty row of a batch: the normalised tanh of the output bias.
+// Several texts are embedded on up to GOMAXPROCS goroutines, which Embed
+// waits for. The error is always nil today; it is there for models that
+// can fail.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
 	out := make([][]float32, len(texts))
-	for i, t := range texts {
-		out[i] = m.embedIDs(m.tok.encode(t))
+	workers := min(runtime.GOMAXPROCS(0), len(texts))
+	if workers <= 1 {
+		for i, t := range texts {
+			out[i] = m.embedIDs(m.tok.encode(t))
+		}
+		return out, nil
 	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(texts) {
+					return
+				}
+				out[i] = m.embedIDs(m.tok.encode(texts[i]))
+			}
+		})
+	}
+	wg.Wait()
 	return out, nil
 }
 

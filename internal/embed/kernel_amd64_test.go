@@ -41,8 +41,8 @@ func TestMatmulAVX2(t *testing.T) {
 
 // TestEmbedGoldenGeneric checks the plain Go path against TF.js too.
 func TestEmbedGoldenGeneric(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow")
+	if testing.Short() || raceEnabled {
+		t.Skip("slow; the AVX2 path covers the same code under -race")
 	}
 	loadTestModel(t)
 	saved := matmul
