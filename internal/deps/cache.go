@@ -142,6 +142,21 @@ func (c *Cache) Rewrite(specifier string) (string, bool) {
 	return out, true
 }
 
+// Redact hides the cache's host paths in text a run produced (stack traces
+// of package code name their files: file:///…/deno/npm/registry.npmjs.org/
+// zod/3.25.76/v3/types.js). Package files become "npm:/zod@3.25.76/v3/
+// types.js"; any other path under the cache root becomes "<deps>".
+func (c *Cache) Redact(s string) string {
+	if c.Root == "" || !strings.Contains(s, c.Root) {
+		return s
+	}
+	npmDir := filepath.Join(c.DenoDir, "npm")
+	re := regexp.MustCompile(`(?:file://)?` + regexp.QuoteMeta(npmDir) + `/[^/\s]+/((?:@[^/\s]+/)?[^/@\s]+)/([^/\s]+)/`)
+	s = re.ReplaceAllString(s, "npm:/${1}@${2}/")
+	s = strings.ReplaceAll(s, "file://"+c.Root, "<deps>")
+	return strings.ReplaceAll(s, c.Root, "<deps>")
+}
+
 // denoRange matches the ranges Deno accepts inside an npm:/jsr: specifier
 // (checked with Deno 2.9.6: "^1", "~3.2", "1.x", "1.2.3", "*"; not ">=",
 // "<", " - " or "||").

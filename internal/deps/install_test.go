@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -216,6 +217,16 @@ export default { ok: ok.success, name: ok.data.name, bad: bad.success, issue: ba
 	}
 	if want := `{"ok":true,"name":"Ada","bad":false,"issue":"age","same":true}`; res != want {
 		t.Errorf("result = %s, want %s\nstderr: %s", res, want, stderr)
+	}
+
+	// Stack traces of package code name cache files; Redact hides them.
+	_, stderr, _ = runCode(t, c, t.TempDir(), nil, `import { z } from "zod"; z.string().parse(1);`)
+	if !strings.Contains(stderr, c.DenoDir) {
+		t.Errorf("expected a stack trace through the cache:\n%s", stderr)
+	}
+	red := c.Redact(stderr)
+	if strings.Contains(red, c.Root) || !strings.Contains(red, "npm:/zod@"+c.Resolved["npm:zod@^3"]+"/") {
+		t.Errorf("Redact(stack) = %s", red)
 	}
 
 	// Subpaths and the unversioned specifier, through the import map or Rewrite.
@@ -606,5 +617,85 @@ func BenchmarkInstall(b *testing.B) {
 		b.StopTimer()
 		_ = removeAll(root)
 		b.StartTimer()
+	}
+}
+
+// jsr.io is not reachable from every network (this project's CI has only
+// the npm registry): the install then fails cleanly, naming the package.
+// Where jsr.io answers, the package installs and imports by its bare name.
+func TestInstallJSR(t *testing.T) {
+	deno := denoBin(t)
+	root := cacheRoot(t)
+	list := mustParse(t, "jsr:@std/path@^1")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	c, err := Install(ctx, list, InstallOptions{Deno: deno, CacheRoot: root, Env: os.Getenv})
+	if err != nil {
+		t.Logf("jsr install failed (no jsr.io here?): %v", err)
+		if !strings.Contains(err.Error(), "@std/path") || strings.Contains(err.Error(), root) {
+			t.Errorf("error %q should name @std/path and hide the cache path", err)
+		}
+		assertClean(t, root)
+		return
+	}
+	res, stderr, err := runCode(t, c, t.TempDir(), nil, `import { join } from "@std/path"; import * as p from "jsr:@std/path@^1"; export default [join("a", "b"), p.join === join];`)
+	if err != nil || res != `["a/b",true]` {
+		t.Errorf("jsr run = %s, %v\n%s", res, err, stderr)
+	}
+}
+
+// TestReadOnlyCacheAsOtherUser checks the defense in depth that root cannot
+// show: as an unprivileged user, Deno runs fine from the read-only cache
+// (its SQLite caches there fall back silently), and the files themselves
+// refuse writes even when a run has --allow-write on the cache and no
+// --deny-write.
+func TestReadOnlyCacheAsOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run Deno as another user")
+	}
+	c := zodCache(t)
+	deno := denoBin(t)
+	// The user "nobody" must reach the cache, the harness and Deno.
+	if err := os.Chmod(shared.base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(deno); d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o005 != 0o005 {
+			t.Skipf("%s is not reachable by other users", d)
+		}
+	}
+	dir, err := os.MkdirTemp(shared.base, "nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := os.ReadFile("testdata/harness.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness := filepath.Join(dir, "harness.js")
+	if err := os.WriteFile(harness, h, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code := fmt.Sprintf(`
+import { z } from "zod";
+let write;
+try { Deno.writeTextFileSync(%s + "/poison.js", "1"); write = "done"; } catch (e) { write = e.name; }
+export default [z.string().parse("ok"), write];
+`, jsonString(t, c.DenoDir))
+	cmd := exec.CommandContext(t.Context(), deno, "run", "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--cached-only",
+		"--node-modules-dir=none", "--import-map="+c.ImportMap, "--allow-write="+c.Root, harness)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"HOME=" + dir, "DENO_NO_UPDATE_CHECK=1", "NO_COLOR=1"}, c.RunEnv()...)
+	cmd.Stdin = strings.NewReader(code)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run as nobody: %v\n%s", err, out)
+	}
+	if want := `RESULT ["ok","PermissionDenied"]`; strings.TrimSpace(string(out)) != want {
+		t.Errorf("run as nobody printed %q, want only %q", out, want)
 	}
 }
