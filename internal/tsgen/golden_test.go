@@ -37,7 +37,7 @@ type goldenCase struct {
 
 var caseSections = []string{"input.json", "module.ts", "decls.d.ts"}
 
-func loadCases(t *testing.T) []goldenCase {
+func loadCases(t testing.TB) []goldenCase {
 	t.Helper()
 	var cases []goldenCase
 	for _, dir := range []string{"golden", "servers"} {
@@ -78,7 +78,7 @@ func loadCases(t *testing.T) []goldenCase {
 }
 
 // render returns the module and the declarations of a case.
-func (c goldenCase) render(t *testing.T) (module, decls string) {
+func (c goldenCase) render(t testing.TB) (module, decls string) {
 	t.Helper()
 	module, err := Module(c.in.Server, c.in.Tools)
 	if err != nil {

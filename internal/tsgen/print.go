@@ -255,14 +255,12 @@ func (p printer) object(t *ts, indent string) string {
 		return "Record<string, never>"
 	}
 	inner := indent + "  "
-	// One line when nothing is documented and it is short.
+	// Each member is printed once, at the inner indentation, then joined on
+	// one line when nothing is documented and the result is short.
 	oneLine := true
 	var parts []string
 	for _, pr := range t.props {
-		if len(pr.doc) > 0 {
-			oneLine = false
-			break
-		}
+		oneLine = oneLine && len(pr.doc) == 0
 		parts = append(parts, propName(pr)+": "+p.typ(pr.t, inner, precTop))
 	}
 	if t.index != nil {
@@ -277,13 +275,13 @@ func (p printer) object(t *ts, indent string) string {
 	}
 	var b strings.Builder
 	b.WriteString("{\n")
-	for _, pr := range t.props {
+	for i, pr := range t.props {
 		b.WriteString(p.doc(pr.doc, inner))
-		b.WriteString(inner + propName(pr) + ": " + p.typ(pr.t, inner, precTop) + ";\n")
+		b.WriteString(inner + parts[i] + ";\n")
 	}
 	if t.index != nil {
 		b.WriteString(p.doc(t.index.doc, inner))
-		b.WriteString(inner + "[key: string]: " + p.typ(t.index.t, inner, precTop) + ";\n")
+		b.WriteString(inner + parts[len(parts)-1] + ";\n")
 	}
 	b.WriteString(indent + "}")
 	return b.String()

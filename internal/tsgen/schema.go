@@ -184,10 +184,15 @@ func (c *conv) objectType(m map[string]any, depth int) *ts {
 		}
 	}
 	if len(indexTypes) > 0 {
-		// Every property must fit the index signature.
+		// Every property must fit the index signature. Property types are
+		// repeated there only when small: nested objects would double the
+		// output at every level.
 		members := slices.Clone(indexTypes)
 		optional := false
 		for _, p := range t.props {
+			if !small(p.t) {
+				members = append(members, prim("unknown"))
+			}
 			members = append(members, p.t)
 			optional = optional || p.optional
 		}
@@ -197,6 +202,25 @@ func (c *conv) objectType(m map[string]any, depth int) *ts {
 		t.index = &index{t: union(members...), doc: indexDoc}
 	}
 	return t
+}
+
+// small reports whether t is a type that costs little to repeat: no object
+// or tuple types in it.
+func small(t *ts) bool {
+	switch t.kind {
+	case kPrim, kLit, kRef:
+		return true
+	case kArray:
+		return small(t.elem)
+	case kUnion, kInter:
+		for _, m := range t.members {
+			if !small(m) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func docSuffix(doc []string) string {
