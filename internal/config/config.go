@@ -3,6 +3,22 @@
 // MCP_CONDUCTOR_* variables; every other package receives values from here.
 // Any package of the module may import it; it imports no other internal
 // package.
+//
+// Load applies, in order: Default, the config file (--config or
+// MCP_CONDUCTOR_CONFIG; JSON, YAML, or a .ts/.mts/.js/.mjs module whose
+// default export Deno evaluates), then the MCP_CONDUCTOR_* variables, which
+// win over the file. MCP_CONDUCTOR_RUN_ARGS adds to the file's sandbox grants
+// rather than replacing them. An empty variable counts as unset.
+//
+// Values that name paths or servers expand ${userHome}, ${env:NAME} and a
+// leading ~; any other ${...} is an error. Paths become absolute and clean;
+// relative paths in a file resolve against the file's directory. The file
+// may also set workspace, cache and deno at the top level.
+//
+// Nothing falls back silently: a bad value is an error naming the variable,
+// or the file and field path ("mcpServers[1].url"), and the bad value,
+// except for secrets (HTTP token, server env and header values, URL
+// passwords), which never appear in errors, String, LogValue or Redacted.
 package config
 
 import "time"

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // denoBin returns the Deno binary installed by the repository's tools/
@@ -536,6 +536,13 @@ func TestTypeScriptConfig(t *testing.T) {
 					t.Errorf("Servers = %v, want one named x", c.Servers)
 				}
 			}},
+		{name: "pending timer does not hold the load", file: "conductor.config.ts",
+			content: `setInterval(() => {}, 1000); export default { sandbox: { memoryMB: 48 } };`,
+			check: func(t *testing.T, c *Config) {
+				if c.Sandbox.MemoryMB != 48 {
+					t.Errorf("MemoryMB = %d, want 48", c.Sandbox.MemoryMB)
+				}
+			}},
 		{name: "strict after evaluation", file: "conductor.config.ts",
 			content: `export default { sandbox: { timeoutMS: 5 } };`,
 			wantErr: []string{"sandbox.timeoutMS: unknown field"}},
@@ -705,4 +712,33 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-var _ = cmpopts.EquateEmpty
+func TestFileAllowNetAll(t *testing.T) {
+	for _, tt := range []struct{ file, content string }{
+		{"c.yaml", "sandbox:\n  allowNet: true\n"},
+		{"c.json", `{"sandbox": {"allowNet": true}}`},
+	} {
+		path := writeFile(t, t.TempDir(), tt.file, tt.content)
+		c, err := Load(envOf(nil), path)
+		if err != nil {
+			t.Fatalf("Load(%s) = %v", tt.content, err)
+		}
+		if diff := cmp.Diff([]string{"--allow-net"}, c.Sandbox.Permissions.Flags()); diff != "" {
+			t.Errorf("Load(%s) flags (-want +got):\n%s", tt.content, diff)
+		}
+	}
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	c := wantFull("/cfg", home)
+	var buf strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	logger.Info("loaded", "config", c, "server", c.Servers[0], "http", c.HTTP)
+	for _, secret := range []string{"gh-secret-value", "http-secret-value"} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("log shows %q:\n%s", secret, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), `"token":"set"`) {
+		t.Errorf("log = %s, want the redacted config", buf.String())
+	}
+}

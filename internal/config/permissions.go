@@ -180,7 +180,7 @@ func checkPermValues(kind string, vals []string, x expander, base string, allow 
 					return nil, fmt.Errorf("program %q: %w", v, err)
 				}
 				v = pth
-			} else if !progNameRE.MatchString(v) {
+			} else if !progNameRE.MatchString(v) || v == "." || v == ".." {
 				return nil, fmt.Errorf("%q is not a program name or path", v)
 			}
 		case "sys":

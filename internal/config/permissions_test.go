@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,6 +100,7 @@ var runArgsBad = []struct{ in, wantErr string }{
 	{"allow-env=A-B", "not an environment variable name"},
 	{"allow-env=1A", "not an environment variable name"},
 	{"allow-run=git status", "not a program name"},
+	{"allow-run=..", "not a program name"},
 	{"allow-sys=everything", "not a Deno sys permission"},
 	{"deny-sys=nope", "not a Deno sys permission"},
 	{"deny-net=http://x", "not a URL"},
@@ -136,6 +138,25 @@ func TestParseRunArgs(t *testing.T) {
 				t.Errorf("Load(RUN_ARGS=%q) error = %v, want it to name %s and the value", tt.in, err, EnvRunArgs)
 			}
 		})
+	}
+}
+
+// TestFlagsAcceptedByDeno runs the real Deno with the flags of every good
+// case, so the parser never produces a flag Deno rejects.
+func TestFlagsAcceptedByDeno(t *testing.T) {
+	deno := denoBin(t)
+	cases := []Permissions{{Sys: sysNames}, {Net: []string{"[::1]", "10.0.0.1"}}}
+	for _, tt := range runArgsGood {
+		cases = append(cases, tt.want)
+	}
+	for _, p := range cases {
+		args := append([]string{"run", "--no-prompt", "--no-config", "--no-lock", "--no-remote"}, p.Flags()...)
+		args = append(args, "data:text/javascript,Deno.exit(0)")
+		cmd := exec.Command(deno, args...)
+		cmd.Env = []string{"HOME=" + t.TempDir(), "NO_COLOR=1", "DENO_NO_UPDATE_CHECK=1"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("deno %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
 

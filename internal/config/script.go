@@ -66,6 +66,7 @@ v = await v;
 const out = JSON.stringify(v);
 if (out === undefined) throw new Error("the default export cannot be turned into JSON");
 writeAll(Deno.stdout, "\n\u0000conductor-result " + out + "\n");
+Deno.exit(0);
 `
 
 func dataURL(js string) string {
