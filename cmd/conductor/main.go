@@ -1,0 +1,477 @@
+// Command conductor is MCP Conductor's CLI: an MCP server (stdio or HTTP)
+// and one-shot commands that share its code paths. See DESIGN.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	conductor "github.com/mcp-conductor/conductor"
+	"github.com/mcp-conductor/conductor/internal/catalog"
+	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/deps"
+	"github.com/mcp-conductor/conductor/internal/embed"
+	"github.com/mcp-conductor/conductor/internal/server"
+	"github.com/mcp-conductor/conductor/internal/toolchain"
+)
+
+const usage = `usage: conductor <command> [flags]
+
+commands:
+  stdio   [--config FILE]                         MCP server on stdin/stdout
+  start   [--config FILE] [--http ADDR]           MCP server (stdio unless --http)
+  exec    [--config FILE] [--timeout MS] [--json] [FILE|-]
+                                                  run one program like execute_code
+  search  [--config FILE] [--limit N] [--json] QUERY
+                                                  search the configured servers' tools
+  eval    --tools tools.jsonl --queries queries.jsonl [--json] [--mode M]
+                                                  retrieval quality on a data set
+  doctor  [--config FILE]                         check Deno, caches, model, servers
+  setup   [--config FILE] [--prune]               install Deno, allowed packages, model
+
+Configuration comes from MCP_CONDUCTOR_* environment variables and the config
+file; see README.md.`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// exitError carries a process exit status.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "stdio":
+		err = cmdServe(ctx, rest, stderr, false)
+	case "start":
+		err = cmdServe(ctx, rest, stderr, true)
+	case "exec":
+		err = cmdExec(ctx, rest, stdin, stdout, stderr)
+	case "search":
+		err = cmdSearch(ctx, rest, stdout, stderr)
+	case "eval":
+		err = cmdEval(ctx, rest, stdout, stderr)
+	case "doctor":
+		err = cmdDoctor(ctx, rest, stdout, stderr)
+	case "setup":
+		err = cmdSetup(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "conductor: unknown command %q\n\n%s\n", cmd, usage)
+		return 2
+	}
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "conductor %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// common flags and set-up shared by the commands.
+type common struct {
+	fs       *flag.FlagSet
+	config   string
+	auditLog string
+	logLevel string
+}
+
+func newCommon(name string, stderr io.Writer) *common {
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.fs.SetOutput(stderr)
+	c.fs.StringVar(&c.config, "config", "", "config file (JSON, YAML or conductor.config.ts); default $MCP_CONDUCTOR_CONFIG")
+	c.fs.StringVar(&c.auditLog, "audit-log", "", "append the audit log (JSON lines) to this file instead of stderr")
+	c.fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return c
+}
+
+func (c *common) loadConfig() (*config.Config, error) {
+	return config.Load(os.Getenv, c.config)
+}
+
+func (c *common) loggers(stderr io.Writer, quiet bool) (*slog.Logger, *slog.Logger, func(), error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	if quiet && c.logLevel == "info" {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	audit := log
+	closeFn := func() {}
+	if c.auditLog != "" {
+		f, err := os.OpenFile(c.auditLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
+		}
+		audit = slog.New(slog.NewJSONHandler(f, nil))
+		closeFn = func() { f.Close() }
+	} else if quiet {
+		audit = slog.New(slog.DiscardHandler)
+	}
+	return log, audit, closeFn, nil
+}
+
+func (c *common) start(ctx context.Context, stderr io.Writer, quiet bool) (*conductor.Conductor, func(), error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	log, audit, closeLogs, err := c.loggers(stderr, quiet)
+	if err != nil {
+		return nil, nil, err
+	}
+	cd, err := conductor.New(cfg, conductor.Options{Logger: log, Audit: audit})
+	if err != nil {
+		closeLogs()
+		return nil, nil, err
+	}
+	if err := cd.Start(ctx); err != nil {
+		cd.Close()
+		closeLogs()
+		return nil, nil, err
+	}
+	return cd, func() { cd.Close(); closeLogs() }, nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer, allowHTTP bool) error {
+	c := newCommon("stdio", stderr)
+	var httpAddr string
+	if allowHTTP {
+		c.fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP at ADDR/mcp instead of stdio")
+	}
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(c.fs.Args(), " "))
+	}
+	if httpAddr != "" {
+		return errors.New("--http: streamable HTTP serving is not available in this build yet; use stdio")
+	}
+	cd, done, err := c.start(ctx, stderr, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	srv := server.New(cd, nil)
+	if err := srv.ServeStdio(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func cmdExec(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := newCommon("exec", stderr)
+	timeout := c.fs.Int64("timeout", 0, "timeout in ms (default MCP_CONDUCTOR_DEFAULT_TIMEOUT)")
+	asJSON := c.fs.Bool("json", false, "print the result object as JSON")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	var code []byte
+	var err error
+	switch c.fs.NArg() {
+	case 0:
+		code, err = io.ReadAll(stdin)
+	case 1:
+		if c.fs.Arg(0) == "-" {
+			code, err = io.ReadAll(stdin)
+		} else {
+			code, err = os.ReadFile(c.fs.Arg(0))
+		}
+	default:
+		return errors.New("give one program file, or - for standard input")
+	}
+	if err != nil {
+		return err
+	}
+	if *timeout < 0 {
+		return errors.New("--timeout must be positive")
+	}
+	cd, done, err := c.start(ctx, stderr, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	conv, err := cd.CreateConversation()
+	if err != nil {
+		return err
+	}
+	res, err := cd.Execute(ctx, conv, string(code), conductor.ExecOptions{Timeout: time.Duration(*timeout) * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		io.WriteString(stdout, res.Stdout)
+		io.WriteString(stderr, res.Stderr)
+		if len(res.Result) > 0 {
+			fmt.Fprintln(stdout, string(res.Result))
+		}
+		if res.Error != nil {
+			fmt.Fprintf(stderr, "error (%s): %s\n", res.Error.Kind, res.Error.Message)
+			if res.Error.Stack != "" {
+				fmt.Fprintln(stderr, res.Error.Stack)
+			}
+		}
+		if res.TimeoutClamped {
+			fmt.Fprintf(stderr, "note: timeout clamped to %d ms\n", res.TimeoutMs)
+		}
+	}
+	if res.Error != nil {
+		return exitError{1}
+	}
+	return nil
+}
+
+func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommon("search", stderr)
+	limit := c.fs.Int("limit", 10, "maximum results")
+	asJSON := c.fs.Bool("json", false, "print results as JSON")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	query := strings.Join(c.fs.Args(), " ")
+	if strings.TrimSpace(query) == "" {
+		return errors.New("give a query, e.g. conductor search \"read a file\"")
+	}
+	cd, done, err := c.start(ctx, stderr, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := cd.FindTools(ctx, "", query, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	if len(res) == 0 {
+		fmt.Fprintln(stdout, "no tools found")
+	}
+	for _, r := range res {
+		fmt.Fprintf(stdout, "%.3f  %s  %s\n", r.Score, r.Name, r.Description)
+	}
+	return nil
+}
+
+func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tools := fs.String("tools", "", "tools.jsonl")
+	queries := fs.String("queries", "", "queries.jsonl")
+	asJSON := fs.Bool("json", false, "print JSON")
+	mode := fs.String("mode", "all", "ranking: hybrid, bm25, vector, or all")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *tools == "" || *queries == "" {
+		return errors.New("--tools and --queries are required (the format of shared/eval: see its README)")
+	}
+	cfg, err := config.Load(os.Getenv, "")
+	if err != nil {
+		return err
+	}
+	opts := catalog.RunEvalOptions{}
+	if m, err := embed.Load(embed.DefaultDir(cfg.CacheDir)); err == nil {
+		opts.Build.Embedder = evalEmbedder{m}
+	} else {
+		fmt.Fprintf(stderr, "note: embedding model not installed (%v); keyword ranking only. Run `conductor setup`.\n", err)
+	}
+	switch *mode {
+	case "all":
+	case "hybrid":
+		opts.Modes = []catalog.Mode{catalog.Hybrid}
+	case "bm25":
+		opts.Modes = []catalog.Mode{catalog.BM25}
+	case "vector":
+		opts.Modes = []catalog.Mode{catalog.Vector}
+	default:
+		return fmt.Errorf("--mode %q: use hybrid, bm25, vector or all", *mode)
+	}
+	reps, err := catalog.RunEval(ctx, *tools, *queries, opts)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		if len(reps) == 1 {
+			return enc.Encode(reps[0])
+		}
+		return enc.Encode(reps)
+	}
+	return catalog.WriteTable(stdout, reps, nil)
+}
+
+type evalEmbedder struct{ m *embed.Model }
+
+func (e evalEmbedder) Name() string { return e.m.Name() }
+func (e evalEmbedder) Dim() int     { return e.m.Dim() }
+func (e evalEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	return e.m.Embed(texts)
+}
+
+func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommon("doctor", stderr)
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	problems := 0
+	say := func(ok bool, format string, a ...any) {
+		mark := "ok  "
+		if !ok {
+			mark = "FAIL"
+			problems++
+		}
+		fmt.Fprintf(stdout, "%s %s\n", mark, fmt.Sprintf(format, a...))
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		say(false, "configuration: %v", err)
+		return exitError{1}
+	}
+	say(true, "configuration: file %s", orNone(cfg.File))
+	fmt.Fprintf(stdout, "     workspace %s\n     cache     %s\n     permissions: %s\n", cfg.Workspace, cfg.CacheDir, orNone(cfg.Sandbox.Permissions.String()))
+	fmt.Fprintf(stdout, "     timeout %v (max %v), memory %d MB, output %d bytes\n", cfg.Sandbox.DefaultTimeout, cfg.Sandbox.MaxTimeout, cfg.Sandbox.MemoryMB, cfg.Sandbox.MaxOutputBytes)
+	d, err := toolchain.FindDeno(ctx, cfg.Deno, cfg.CacheDir)
+	if err != nil {
+		say(false, "deno: %v", err)
+	} else {
+		say(true, "deno %v at %s (from %s)", d.Version, d.Path, d.Source)
+	}
+	if len(cfg.Sandbox.AllowedPackages) == 0 {
+		say(true, "allowed packages: none")
+	} else if list, err := deps.Parse(cfg.Sandbox.AllowedPackages); err != nil {
+		say(false, "allowed packages: %v", err)
+	} else if cache, err := deps.Open(list, filepath.Join(cfg.CacheDir, "deps")); err != nil {
+		say(false, "allowed packages %s: %v (run `conductor setup`)", list, err)
+	} else {
+		var parts []string
+		for k, v := range cache.Resolved {
+			parts = append(parts, k+" → "+v)
+		}
+		say(true, "allowed packages installed in %s: %s", cache.Dir, strings.Join(parts, ", "))
+	}
+	if m, err := embed.Load(embed.DefaultDir(cfg.CacheDir)); err != nil {
+		say(false, "embedding model: %v (run `conductor setup`; search falls back to keywords)", err)
+	} else {
+		say(true, "embedding model %s (%d dims)", m.Name(), m.Dim())
+	}
+	if d != nil && len(cfg.Servers) > 0 {
+		cd, done, err := c.start(ctx, stderr, true)
+		if err != nil {
+			say(false, "start: %v", err)
+		} else {
+			for _, st := range cd.Status() {
+				ok := st.State == "up" || st.State == "lazy"
+				msg := fmt.Sprintf("server %s: %s, %d tools", st.Server, st.State, st.Tools)
+				if st.Err != "" {
+					msg += ": " + st.Err
+				}
+				say(ok, "%s", msg)
+			}
+			n, vec := cd.SearchReady()
+			say(true, "tool index: %d tools, embeddings %v", n, vec)
+			done()
+		}
+	}
+	if problems > 0 {
+		fmt.Fprintf(stdout, "%d problem(s)\n", problems)
+		return exitError{1}
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func cmdSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommon("setup", stderr)
+	prune := c.fs.Bool("prune", false, "remove dependency caches of other allowlists")
+	noModel := c.fs.Bool("no-model", false, "skip the embedding model")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	var d *toolchain.Deno
+	if cfg.Deno != "" {
+		d, err = toolchain.FindDeno(ctx, cfg.Deno, cfg.CacheDir)
+	} else {
+		d, err = toolchain.InstallDeno(ctx, cfg.CacheDir)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deno %v at %s\n", d.Version, d.Path)
+	var list *deps.Allowlist
+	if len(cfg.Sandbox.AllowedPackages) > 0 {
+		list, err = deps.Parse(cfg.Sandbox.AllowedPackages)
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.EnvAllowedPackages, err)
+		}
+		cache, err := deps.Install(ctx, list, deps.InstallOptions{Deno: d.Path, CacheRoot: filepath.Join(cfg.CacheDir, "deps"), Env: os.Getenv})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "allowed packages installed in %s\n", cache.Dir)
+	}
+	if *prune {
+		removed, err := deps.Prune(filepath.Join(cfg.CacheDir, "deps"), list)
+		if err != nil {
+			return err
+		}
+		for _, r := range removed {
+			fmt.Fprintf(stdout, "removed %s\n", r)
+		}
+	}
+	if !*noModel {
+		dir, err := embed.Install(ctx, cfg.CacheDir, embed.InstallOptions{})
+		if err != nil {
+			return fmt.Errorf("embedding model: %w", err)
+		}
+		fmt.Fprintf(stdout, "embedding model in %s\n", dir)
+	}
+	return nil
+}

@@ -1,0 +1,693 @@
+// Package conductor is the Go library API of MCP Conductor: it connects to
+// upstream MCP servers, finds their tools by meaning, generates TypeScript
+// modules for them, and runs programs that call them in a Deno sandbox with
+// zero permissions except those the administrator granted.
+//
+// It is the Go shape of the original `new Conductor(config)` API:
+//
+//	c, _ := conductor.New(cfg)
+//	_ = c.Start(ctx)
+//	conv, _ := c.CreateConversation()
+//	tools, _ := c.FindTools(ctx, conv, "read a file")
+//	spec, _ := c.LoadToolSpec(ctx, conv, "filesystem.read_text_file")
+//	res, _ := c.Execute(ctx, conv, code, conductor.ExecOptions{})
+//	fmt.Println(c.Context(conv))
+//	c.Close()
+//
+// A Go caller is trusted: ExecOptions.Permissions may grant per call what the
+// administrator's configuration does not. The MCP server built on this API
+// (internal/server) never lets a model set permissions.
+package conductor
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-conductor/conductor/internal/bridge"
+	"github.com/mcp-conductor/conductor/internal/catalog"
+	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/deps"
+	"github.com/mcp-conductor/conductor/internal/embed"
+	"github.com/mcp-conductor/conductor/internal/sandbox"
+	"github.com/mcp-conductor/conductor/internal/toolchain"
+	"github.com/mcp-conductor/conductor/internal/tsgen"
+	"github.com/mcp-conductor/conductor/internal/upstream"
+)
+
+// Config is the validated configuration (see LoadConfig).
+type Config = config.Config
+
+// Permissions are Deno permission grants.
+type Permissions = config.Permissions
+
+// LoadConfig reads the MCP_CONDUCTOR_* variables through env (os.Getenv in
+// production) and the config file, if any, into a validated Config.
+func LoadConfig(env func(string) string, file string) (*Config, error) {
+	return config.Load(env, file)
+}
+
+// Options tune a Conductor beyond its Config.
+type Options struct {
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Audit receives one record per execution; nil uses Logger.
+	Audit *slog.Logger
+}
+
+// Conductor ties the parts together. Its methods are safe for concurrent use.
+type Conductor struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	audit *slog.Logger
+
+	deno   *toolchain.Deno
+	runner *sandbox.Runner
+	allow  *deps.Allowlist
+	cache  *deps.Cache
+	hub    *upstream.Hub
+	bridge *bridge.Bridge
+	model  *embed.Model
+	index  atomic.Pointer[catalog.Index]
+
+	// onChange subscribers (the MCP server refreshes tool descriptions).
+	subMu sync.Mutex
+	subs  []func()
+
+	mu    sync.Mutex
+	convs map[string]*conversation
+
+	started atomic.Bool
+	closed  atomic.Bool
+}
+
+type conversation struct {
+	id  string
+	dir string
+
+	mu      sync.Mutex
+	loaded  map[string]bool   // "server.tool"
+	modules map[string]string // server -> sha256 of the module file written
+}
+
+// New validates cfg and prepares the parts that need no I/O beyond the local
+// disk. Call Start before using it.
+func New(cfg *Config, opts Options) (*Conductor, error) {
+	if cfg == nil {
+		return nil, errors.New("conductor: nil config")
+	}
+	c := &Conductor{cfg: cfg, log: opts.Logger, audit: opts.Audit, convs: map[string]*conversation{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.audit == nil {
+		c.audit = c.log
+	}
+	if len(cfg.Sandbox.AllowedPackages) > 0 {
+		list, err := deps.Parse(cfg.Sandbox.AllowedPackages)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", config.EnvAllowedPackages, err)
+		}
+		c.allow = list
+	}
+	return c, nil
+}
+
+// Start finds Deno, installs allowed packages if needed, connects to the
+// upstream servers and builds the tool index. One failing upstream server
+// does not fail Start; it shows in Status.
+func (c *Conductor) Start(ctx context.Context) error {
+	if c.started.Swap(true) {
+		return errors.New("conductor: already started")
+	}
+	d, err := toolchain.FindDeno(ctx, c.cfg.Deno, c.cfg.CacheDir)
+	if err != nil {
+		return err
+	}
+	c.deno = d
+	ropts := sandbox.Options{
+		Deno:      d.Path,
+		Workspace: c.cfg.Workspace,
+		DenoDir:   filepath.Join(c.cfg.CacheDir, "sandbox", "deno-dir"),
+		Home:      filepath.Join(c.cfg.CacheDir, "sandbox", "home"),
+		Logger:    c.log,
+	}
+	if c.allow != nil && c.allow.Len() > 0 {
+		cache, err := deps.Install(ctx, c.allow, deps.InstallOptions{
+			Deno:      d.Path,
+			CacheRoot: filepath.Join(c.cfg.CacheDir, "deps"),
+			Env:       os.Getenv,
+			Logger:    c.log,
+		})
+		if err != nil {
+			return fmt.Errorf("install allowed packages (%s): %w", config.EnvAllowedPackages, err)
+		}
+		c.cache = cache
+		ropts.DenoDir = cache.DenoDir
+		ropts.ExtraFlags = cache.RunFlags()
+		ropts.ExtraEnv = cache.RunEnv()
+	}
+	r, err := sandbox.New(ropts)
+	if err != nil {
+		return err
+	}
+	c.runner = r
+	if m, err := embed.Load(embed.DefaultDir(c.cfg.CacheDir)); err == nil {
+		c.model = m
+	} else {
+		c.log.Info("tool search runs on keywords only: the embedding model is not installed (run `conductor setup`)",
+			slog.String("err", err.Error()))
+	}
+	if len(c.cfg.Servers) > 0 {
+		c.hub = upstream.New(c.cfg.Servers, upstream.Options{
+			Logger:      c.log,
+			CallTimeout: c.cfg.Sandbox.MaxTimeout,
+			OnChange:    c.toolsChanged,
+		})
+		c.bridge = bridge.New(hubAdapter{c.hub}, c.cfg.Policy, bridge.Limits{})
+		c.hub.Start(ctx)
+	}
+	c.rebuildIndex(ctx)
+	return nil
+}
+
+// Close stops upstream servers. Running executions are killed by their
+// contexts; Close does not wait for them.
+func (c *Conductor) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.hub != nil {
+		return c.hub.Close()
+	}
+	return nil
+}
+
+// OnToolsChanged registers f to run after the upstream tool set changed.
+func (c *Conductor) OnToolsChanged(f func()) {
+	c.subMu.Lock()
+	c.subs = append(c.subs, f)
+	c.subMu.Unlock()
+}
+
+func (c *Conductor) toolsChanged() {
+	c.rebuildIndex(context.Background())
+	c.subMu.Lock()
+	subs := append([]func(){}, c.subs...)
+	c.subMu.Unlock()
+	for _, f := range subs {
+		f()
+	}
+}
+
+// exposedTools lists the tools programs may call, in a stable order.
+func (c *Conductor) exposedTools() []upstream.Tool {
+	if c.hub == nil {
+		return nil
+	}
+	var out []upstream.Tool
+	for _, t := range c.hub.Tools() {
+		if c.bridge.Exposed(t.Server, t.Tool.Name) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (c *Conductor) rebuildIndex(ctx context.Context) {
+	var tools []catalog.Tool
+	for _, t := range c.exposedTools() {
+		schema, _ := json.Marshal(t.Tool.InputSchema)
+		tools = append(tools, catalog.Tool{Server: t.Server, Name: t.Tool.Name, Description: t.Tool.Description, InputSchema: schema})
+	}
+	opts := catalog.Options{Logger: c.log}
+	if c.model != nil {
+		opts.Embedder = modelEmbedder{c.model}
+	}
+	ix, err := catalog.Build(ctx, tools, opts)
+	if err != nil && ix == nil {
+		c.log.Error("build tool index", slog.String("err", err.Error()))
+		return
+	}
+	if err != nil {
+		c.log.Warn("tool index has no vectors", slog.String("err", err.Error()))
+	}
+	c.index.Store(ix)
+}
+
+// Deno reports the Deno binary in use (after Start).
+func (c *Conductor) Deno() *toolchain.Deno { return c.deno }
+
+// Config returns the configuration the conductor runs with.
+func (c *Conductor) Config() *Config { return c.cfg }
+
+var convIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CreateConversation makes a new conversation with its own directory and
+// returns its id.
+func (c *Conductor) CreateConversation() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	conv, err := c.conversation("c" + hex.EncodeToString(b))
+	if err != nil {
+		return "", err
+	}
+	return conv.id, nil
+}
+
+// conversation returns the conversation id, creating it when new.
+func (c *Conductor) conversation(id string) (*conversation, error) {
+	if !convIDRE.MatchString(id) {
+		return nil, fmt.Errorf("conversation id %q: use 1 to 64 letters, digits, '-' or '_'", id)
+	}
+	if c.runner == nil {
+		return nil, errors.New("conductor: not started")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conv, ok := c.convs[id]; ok {
+		return conv, nil
+	}
+	dir := filepath.Join(c.cfg.Workspace, id)
+	if err := c.runner.PrepareDir(dir); err != nil {
+		return nil, fmt.Errorf("conversation %s: %w", id, err)
+	}
+	conv := &conversation{id: id, dir: dir, loaded: map[string]bool{}, modules: map[string]string{}}
+	c.convs[id] = conv
+	return conv, nil
+}
+
+// ExecOptions tune one execution.
+type ExecOptions struct {
+	// Permissions are added to the administrator's grants (trusted callers
+	// only; the MCP server never sets them).
+	Permissions *Permissions
+	// Timeout of the run; 0 means the configured default. Larger than the
+	// configured maximum is clamped, and the result says so.
+	Timeout time.Duration
+	// OnLog receives program output as it arrives ("stdout" or "stderr").
+	OnLog func(stream, text string)
+	// Principal names who asked, for the audit log.
+	Principal string
+}
+
+// ExecError is why a run failed.
+type ExecError struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Stack   string `json:"stack,omitempty"`
+}
+
+func (e *ExecError) Error() string { return e.Kind + ": " + e.Message }
+
+// ExecResult is the outcome of one program; it marshals to the `exec --json`
+// object of DESIGN.md.
+type ExecResult struct {
+	Result     json.RawMessage `json:"result,omitempty"`
+	Stdout     string          `json:"stdout"`
+	Stderr     string          `json:"stderr"`
+	Error      *ExecError      `json:"error"`
+	DurationMs int64           `json:"durationMs"`
+	// TimeoutMs is the timeout in force; TimeoutClamped says a larger one was
+	// asked for and cut to the configured maximum.
+	TimeoutMs      int64    `json:"timeoutMs,omitempty"`
+	TimeoutClamped bool     `json:"timeoutClamped,omitempty"`
+	ToolCalls      []string `json:"toolCalls,omitempty"`
+}
+
+// OK reports whether the run succeeded.
+func (r *ExecResult) OK() bool { return r.Error == nil }
+
+// Execute runs code in conversation conv. A failed program is a result with
+// Error set, not a Go error; the error return is for a run that could not be
+// attempted (unknown conversation, conductor not started).
+func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecOptions) (*ExecResult, error) {
+	conv, err := c.conversation(convID)
+	if err != nil {
+		return nil, err
+	}
+	timeout, clamped := c.cfg.ClampTimeout(opts.Timeout)
+	perms := c.cfg.Sandbox.Permissions
+	if opts.Permissions != nil {
+		perms = mergePermissions(perms, *opts.Permissions)
+	}
+	var callsMu sync.Mutex
+	var calls []string
+	spec := sandbox.Spec{
+		Code:           code,
+		Dir:            conv.dir,
+		Permissions:    perms,
+		Timeout:        timeout,
+		MemoryMB:       c.cfg.Sandbox.MemoryMB,
+		MaxOutputBytes: c.cfg.Sandbox.MaxOutputBytes,
+		Importer:       sandbox.Importer{Module: func(server string) (string, error) { return c.writeModule(conv, server) }},
+		OnOutput:       opts.OnLog,
+	}
+	if c.cache != nil {
+		spec.Importer.Package = c.cache.Check
+	}
+	if c.bridge != nil {
+		spec.Calls = c.bridge.Run(func(call bridge.Call) {
+			callsMu.Lock()
+			calls = append(calls, call.Server+"."+call.Tool)
+			callsMu.Unlock()
+			attrs := []any{slog.String("conversation", conv.id), slog.String("tool", call.Server+"."+call.Tool),
+				slog.Int64("durationMs", call.Duration.Milliseconds())}
+			if call.Err != nil {
+				attrs = append(attrs, slog.String("outcome", "error"), slog.String("err", call.Err.Error()))
+			} else {
+				attrs = append(attrs, slog.String("outcome", "ok"))
+			}
+			c.audit.Info("tool_call", attrs...)
+		})
+	}
+	res, err := c.runner.Run(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	out := &ExecResult{
+		Result:         res.Value,
+		Stdout:         res.Stdout,
+		Stderr:         res.Stderr,
+		DurationMs:     res.Duration.Milliseconds(),
+		TimeoutMs:      timeout.Milliseconds(),
+		TimeoutClamped: clamped,
+		ToolCalls:      uniqueSorted(calls),
+	}
+	if res.Error != nil {
+		out.Error = &ExecError{Kind: string(res.Error.Kind), Message: res.Error.Message,
+			Line: res.Error.Line, Column: res.Error.Column, Stack: res.Error.Stack}
+	}
+	sum := sha256.Sum256([]byte(code))
+	outcome := "ok"
+	if out.Error != nil {
+		outcome = out.Error.Kind
+	}
+	c.audit.Info("execution",
+		slog.String("conversation", conv.id),
+		slog.String("principal", opts.Principal),
+		slog.String("codeSha256", hex.EncodeToString(sum[:])),
+		slog.String("permissions", perms.String()),
+		slog.Int64("durationMs", out.DurationMs),
+		slog.String("outcome", outcome),
+		slog.Any("tools", out.ToolCalls),
+	)
+	return out, nil
+}
+
+func uniqueSorted(xs []string) []string {
+	if len(xs) == 0 {
+		return nil
+	}
+	sort.Strings(xs)
+	out := xs[:1]
+	for _, x := range xs[1:] {
+		if x != out[len(out)-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func mergePermissions(a, b Permissions) Permissions {
+	out := a
+	out.Read = append(append([]string{}, a.Read...), b.Read...)
+	out.Write = append(append([]string{}, a.Write...), b.Write...)
+	out.Net = append(append([]string{}, a.Net...), b.Net...)
+	out.NetAll = a.NetAll || b.NetAll
+	out.Env = append(append([]string{}, a.Env...), b.Env...)
+	out.Run = append(append([]string{}, a.Run...), b.Run...)
+	out.Sys = append(append([]string{}, a.Sys...), b.Sys...)
+	out.Deny = map[string][]string{}
+	for _, m := range []map[string][]string{a.Deny, b.Deny} {
+		for k, v := range m {
+			out.Deny[k] = append(out.Deny[k], v...)
+		}
+	}
+	return out
+}
+
+// serverTools returns the exposed tools of one server as tsgen sees them.
+func (c *Conductor) serverTools(server string) ([]tsgen.Tool, error) {
+	if c.hub == nil {
+		return nil, errors.New("no MCP servers are configured")
+	}
+	var tools []tsgen.Tool
+	known := false
+	for _, st := range c.hub.Status() {
+		if st.Server == server {
+			known = true
+			if st.State != upstream.StateUp && st.State != upstream.StateLazy {
+				return nil, fmt.Errorf("server %q is %s: %s", server, st.State, st.Err)
+			}
+		}
+	}
+	if !known {
+		return nil, fmt.Errorf("no MCP server is named %q (servers: %s)", server, strings.Join(c.serverNames(), ", "))
+	}
+	for _, t := range c.exposedTools() {
+		if t.Server != server {
+			continue
+		}
+		in, _ := json.Marshal(t.Tool.InputSchema)
+		var outSchema json.RawMessage
+		if t.Tool.OutputSchema != nil {
+			outSchema, _ = json.Marshal(t.Tool.OutputSchema)
+		}
+		tools = append(tools, tsgen.Tool{Name: t.Tool.Name, Title: t.Tool.Title, Description: t.Tool.Description,
+			InputSchema: in, OutputSchema: outSchema})
+	}
+	return tools, nil
+}
+
+func (c *Conductor) serverNames() []string {
+	var names []string
+	for _, s := range c.cfg.Servers {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// writeModule makes sure conv's mcp/<server>.ts holds the current module and
+// returns its path. The file is rewritten only when its content changes.
+func (c *Conductor) writeModule(conv *conversation, server string) (string, error) {
+	tools, err := c.serverTools(server)
+	if err != nil {
+		return "", err
+	}
+	src, err := tsgen.Module(server, tools)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(src))
+	h := hex.EncodeToString(sum[:])
+	path := filepath.Join(conv.dir, "mcp", tsgen.FileName(server))
+	conv.mu.Lock()
+	defer conv.mu.Unlock()
+	if conv.modules[server] == h {
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o444); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	conv.modules[server] = h
+	return path, nil
+}
+
+// ToolMatch is one search result.
+type ToolMatch = catalog.Result
+
+// FindTools searches the tool catalog by meaning. Tools already loaded in
+// the conversation are marked Loaded.
+func (c *Conductor) FindTools(ctx context.Context, convID, query string, limit int) ([]ToolMatch, error) {
+	ix := c.index.Load()
+	if ix == nil {
+		return nil, errors.New("conductor: not started")
+	}
+	opts := catalog.SearchOptions{Limit: limit}
+	if convID != "" {
+		conv, err := c.conversation(convID)
+		if err != nil {
+			return nil, err
+		}
+		conv.mu.Lock()
+		loaded := make(map[string]bool, len(conv.loaded))
+		for k := range conv.loaded {
+			loaded[k] = true
+		}
+		conv.mu.Unlock()
+		opts.Loaded = func(key string) bool { return loaded[key] }
+	}
+	return ix.Search(ctx, query, opts)
+}
+
+// ToolSpec is what load_tools returns for some tools of one server.
+type ToolSpec struct {
+	Server       string `json:"server"`
+	Import       string `json:"import"`
+	Declarations string `json:"declarations"`
+}
+
+// LoadToolSpec returns the TypeScript declarations and import lines of the
+// named tools ("server.tool"), writes their modules into the conversation's
+// mcp/ directory and marks them loaded.
+func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...string) ([]ToolSpec, error) {
+	conv, err := c.conversation(convID)
+	if err != nil {
+		return nil, err
+	}
+	byServer := map[string][]string{}
+	var order []string
+	var unknown []string
+	ix := c.index.Load()
+	for _, name := range names {
+		server, tool, ok := strings.Cut(name, ".")
+		if !ok || c.hub == nil {
+			unknown = append(unknown, name)
+			continue
+		}
+		t, found := c.hub.Tool(server, tool)
+		if !found || !c.bridge.Exposed(t.Server, t.Tool.Name) {
+			unknown = append(unknown, name)
+			continue
+		}
+		if _, seen := byServer[server]; !seen {
+			order = append(order, server)
+		}
+		byServer[server] = append(byServer[server], tool)
+	}
+	if len(unknown) > 0 {
+		var parts []string
+		for _, u := range unknown {
+			msg := fmt.Sprintf("unknown tool %q", u)
+			if ix != nil {
+				if s := ix.Suggest(u, 3); len(s) > 0 {
+					msg += " (did you mean " + strings.Join(s, ", ") + "?)"
+				}
+			}
+			parts = append(parts, msg)
+		}
+		return nil, errors.New(strings.Join(parts, "; "))
+	}
+	var specs []ToolSpec
+	for _, server := range order {
+		tools, err := c.serverTools(server)
+		if err != nil {
+			return nil, err
+		}
+		decl, err := tsgen.Declarations(server, tools, byServer[server])
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.writeModule(conv, server); err != nil {
+			return nil, err
+		}
+		specs = append(specs, ToolSpec{Server: server, Import: tsgen.ImportLine(server), Declarations: decl})
+		conv.mu.Lock()
+		for _, t := range byServer[server] {
+			conv.loaded[server+"."+t] = true
+		}
+		conv.mu.Unlock()
+	}
+	return specs, nil
+}
+
+// Context is the conversation's fragment for the system prompt: the modules
+// it can import and the tools already loaded.
+func (c *Conductor) Context(convID string) string {
+	c.mu.Lock()
+	conv, ok := c.convs[convID]
+	c.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	conv.mu.Lock()
+	defer conv.mu.Unlock()
+	if len(conv.loaded) == 0 {
+		return ""
+	}
+	servers := map[string]bool{}
+	var loaded []string
+	for k := range conv.loaded {
+		loaded = append(loaded, k)
+		s, _, _ := strings.Cut(k, ".")
+		servers[s] = true
+	}
+	sort.Strings(loaded)
+	var imports []string
+	for s := range servers {
+		imports = append(imports, tsgen.ImportLine(s))
+	}
+	sort.Strings(imports)
+	return "Available modules: " + strings.Join(imports, " ") + "\nAlready loaded: " + strings.Join(loaded, ", ")
+}
+
+// Status describes the upstream servers.
+func (c *Conductor) Status() []upstream.Status {
+	if c.hub == nil {
+		return nil
+	}
+	return c.hub.Status()
+}
+
+// SearchReady reports whether search uses embeddings (else keywords only).
+func (c *Conductor) SearchReady() (tools int, vectors bool) {
+	ix := c.index.Load()
+	if ix == nil {
+		return 0, false
+	}
+	return ix.Len(), ix.HasVectors()
+}
+
+// hubAdapter gives the bridge what it needs of the hub.
+type hubAdapter struct{ h *upstream.Hub }
+
+func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
+	t, ok := a.h.Tool(server, tool)
+	if !ok {
+		return nil, false
+	}
+	b, err := json.Marshal(t.Tool.InputSchema)
+	if err != nil {
+		return nil, true
+	}
+	return b, true
+}
+
+func (a hubAdapter) Call(ctx context.Context, server, tool string, args json.RawMessage) (*mcp.CallToolResult, error) {
+	return a.h.Call(ctx, server, tool, args)
+}
+
+// modelEmbedder adapts the local model to the catalog.
+type modelEmbedder struct{ m *embed.Model }
+
+func (e modelEmbedder) Name() string { return e.m.Name() }
+func (e modelEmbedder) Dim() int     { return e.m.Dim() }
+func (e modelEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	return e.m.Embed(texts)
+}
