@@ -515,3 +515,30 @@ func TestChildSurvivesThreadExits(t *testing.T) {
 	}
 	call(t, h, "go", "echo", `{"text":"alive"}`)
 }
+
+func TestStartTimeoutAndCloseDuringStart(t *testing.T) {
+	// sleep never answers initialize.
+	silent := config.Server{Name: "silent", Command: "sleep", Args: []string{"1000"}}
+	h := newHub(t, []config.Server{silent, goServer(t, "good", nil)}, Options{StartTimeout: 300 * time.Millisecond, StopTimeout: 100 * time.Millisecond})
+	h.Start(context.Background())
+	if st := statusOf(h, "silent"); st.State != StateDown || !strings.Contains(st.Err, "deadline exceeded") {
+		t.Errorf("Status(silent) = %+v, want down after the start timeout", st)
+	}
+	if st := statusOf(h, "good"); st.State != StateUp {
+		t.Errorf("Status(good) = %+v, want up", st)
+	}
+
+	h2 := New([]config.Server{silent}, Options{StopTimeout: 100 * time.Millisecond})
+	done := make(chan struct{})
+	go func() {
+		h2.Start(context.Background())
+		close(done)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	h2.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start did not return after Close")
+	}
+}

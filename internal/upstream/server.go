@@ -170,7 +170,9 @@ func (s *server) setState(state string, cause error, c *conn, tools []*mcp.Tool)
 func (s *server) run(ctx context.Context) {
 	h := s.h
 	backoff := h.minBackoff
-	first := true
+	var once sync.Once
+	firstDone := func() { once.Do(func() { close(s.firstDone) }) }
+	defer firstDone() // also when Close interrupts the first attempt
 	for {
 		c, tools, err := s.connect(ctx)
 		if err != nil {
@@ -184,10 +186,7 @@ func (s *server) run(ctx context.Context) {
 			s.log.Info("upstream up", slog.Int("tools", len(tools)))
 			s.setState(StateUp, nil, c, tools)
 		}
-		if first {
-			first = false
-			close(s.firstDone)
-		}
+		firstDone()
 		h.changed()
 		if c != nil {
 			upAt := time.Now()
@@ -290,10 +289,8 @@ func (s *server) connect(life context.Context) (*conn, []*mcp.Tool, error) {
 		tr := &mcp.IOTransport{Reader: c.proc.stdout, Writer: c.proc.stdin}
 		c.cs, err = client.Connect(ctx, tr, nil)
 		if err != nil {
+			err = c.proc.failure(err)
 			c.proc.stop(h.opts.StopTimeout)
-			if c.proc.exitedNow() {
-				return nil, nil, fmt.Errorf("initialize: %w", c.proc.exitCause())
-			}
 			return nil, nil, fmt.Errorf("initialize: %w", err)
 		}
 	} else {
@@ -305,10 +302,10 @@ func (s *server) connect(life context.Context) (*conn, []*mcp.Tool, error) {
 	go c.watch()
 	tools, err := listTools(ctx, c.cs)
 	if err != nil {
-		c.close(h.opts.StopTimeout)
-		if c.proc != nil && c.proc.exitedNow() {
-			return nil, nil, fmt.Errorf("tools/list: %w", c.proc.exitCause())
+		if c.proc != nil {
+			err = c.proc.failure(err)
 		}
+		c.close(h.opts.StopTimeout)
 		return nil, nil, redactURL(fmt.Errorf("tools/list: %w", err), s.cfg.URL)
 	}
 	return c, tools, nil
@@ -351,13 +348,16 @@ func (c *conn) close(grace time.Duration) {
 	<-c.done
 }
 
-// exitedNow reports whether the child has been reaped.
-func (p *process) exitedNow() bool {
+// failure explains err, an error of the session, by the child's exit when
+// the child exited by itself (its stdout closing usually comes first).
+func (p *process) failure(err error) error {
+	t := time.NewTimer(250 * time.Millisecond)
+	defer t.Stop()
 	select {
 	case <-p.exited:
-		return true
-	default:
-		return false
+		return p.exitCause()
+	case <-t.C:
+		return err
 	}
 }
 
