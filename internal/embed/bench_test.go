@@ -1,6 +1,7 @@
 package embed
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,15 +29,35 @@ func BenchmarkEmbed(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for b.Loop() {
 				if _, err := m.Embed([]string{bc.text}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), bc.metric)
+			if cpu0 >= 0 {
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-"+bc.metric)
+			}
 			b.ReportMetric(float64(m.TokenCount(bc.text)), "tokens")
 		})
 	}
+}
+
+// BenchmarkEmbedBatch embeds 100 distinct tool texts in one Embed call,
+// which spreads them over GOMAXPROCS goroutines, as an index build does.
+func BenchmarkEmbedBatch(b *testing.B) {
+	m := loadTestModel(b)
+	texts := make([]string, 100)
+	for i := range texts {
+		texts[i] = fmt.Sprintf("tool_%d: %s", i, benchToolText)
+	}
+	for b.Loop() {
+		if _, err := m.Embed(texts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*len(texts)), "ms/tool-text")
 }
 
 // BenchmarkLoad measures Load and reports the heap the loaded model holds.

@@ -185,10 +185,7 @@ func (l *layer) attention(ctx, qkv []float32, n int) {
 			out := ctx[i*l.qkvSplit+h*dep : i*l.qkvSplit+(h+1)*dep]
 			for j, s := range scores {
 				w := s / sum
-				vj := qkv[j*stride+2*l.qkvSplit+h*dep : j*stride+2*l.qkvSplit+(h+1)*dep]
-				for k, v := range vj {
-					out[k] += w * v
-				}
+				axpy(w, qkv[j*stride+2*l.qkvSplit+h*dep:j*stride+2*l.qkvSplit+(h+1)*dep], out)
 			}
 		}
 	}

@@ -48,7 +48,20 @@ func dot4(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
 	return
 }
 
-func dot(x, y []float32) float32 {
+// dot returns the dot product of x and y[:len(x)].
+var dot = dotGeneric
+
+// axpy adds a*x to y[:len(x)].
+var axpy = axpyGeneric
+
+func axpyGeneric(a float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+func dotGeneric(x, y []float32) float32 {
 	y = y[:len(x)]
 	var s0, s1, s2, s3 float32
 	i := 0

@@ -13,12 +13,35 @@ func kern1x4(x, w *float32, in int, out *[4]float32)
 //go:noescape
 func kern3x4(x, w *float32, in int, out *[12]float32)
 
+//go:noescape
+func dotAVX(x, y *float32, n int) float32
+
+//go:noescape
+func axpyAVX(a float32, x, y *float32, n int)
+
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 func init() {
 	if useAVX2 {
 		matmul = matmulAVX2
+		dot = dotAVX2
+		axpy = axpyAVX2
 	}
+}
+
+func dotAVX2(x, y []float32) float32 {
+	if len(x)%16 != 0 || len(x) == 0 || len(y) < len(x) {
+		return dotGeneric(x, y)
+	}
+	return dotAVX(&x[0], &y[0], len(x))
+}
+
+func axpyAVX2(a float32, x, y []float32) {
+	if len(x)%8 != 0 || len(x) == 0 || len(y) < len(x) {
+		axpyGeneric(a, x, y)
+		return
+	}
+	axpyAVX(a, &x[0], &y[0], len(x))
 }
 
 // matmulAVX2 is matmul for in % 16 == 0 and out % 4 == 0, three rows of

@@ -128,3 +128,49 @@ loop3x4:
 	HSUM(Y11, X11, Y12, X12, 44(DX))
 	VZEROUPPER
 	RET
+
+// func dotAVX(x, y *float32, n int) float32
+// n % 16 == 0, n > 0.
+TEXT ·dotAVX(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ AX, AX
+	SHRQ $4, CX
+
+loopdot:
+	VMOVUPS (SI)(AX*1), Y2
+	VMOVUPS 32(SI)(AX*1), Y3
+	VFMADD231PS (DI)(AX*1), Y2, Y0
+	VFMADD231PS 32(DI)(AX*1), Y3, Y1
+	ADDQ $64, AX
+	DECQ CX
+	JNZ  loopdot
+
+	VADDPS Y1, Y0, Y0
+	HSUM(Y0, X0, Y2, X2, ret+24(FP))
+	VZEROUPPER
+	RET
+
+// func axpyAVX(a float32, x, y *float32, n int)
+// y[i] += a*x[i] for i < n; n % 8 == 0, n > 0.
+TEXT ·axpyAVX(SB), NOSPLIT, $0-32
+	VBROADCASTSS a+0(FP), Y0
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+	XORQ AX, AX
+	SHRQ $3, CX
+
+loopaxpy:
+	VMOVUPS (DI)(AX*1), Y1
+	VFMADD231PS (SI)(AX*1), Y0, Y1
+	VMOVUPS Y1, (DI)(AX*1)
+	ADDQ $32, AX
+	DECQ CX
+	JNZ  loopaxpy
+
+	VZEROUPPER
+	RET

@@ -39,14 +39,38 @@ func TestMatmulAVX2(t *testing.T) {
 	}
 }
 
+func TestDotAxpyAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2+FMA")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{8, 16, 64, 128, 13} {
+		x, y := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], y[i] = rng.Float32()*2-1, rng.Float32()*2-1
+		}
+		if got, want := dotAVX2(x, y), dotGeneric(x, y); math.Abs(float64(got-want)) > 1e-5 {
+			t.Errorf("dotAVX2(n=%d) = %v, generic %v", n, got, want)
+		}
+		y1, y2 := append([]float32(nil), y...), append([]float32(nil), y...)
+		axpyAVX2(0.37, x, y1)
+		axpyGeneric(0.37, x, y2)
+		for i := range y1 {
+			if math.Abs(float64(y1[i]-y2[i])) > 1e-6 {
+				t.Fatalf("axpyAVX2(n=%d)[%d] = %v, generic %v", n, i, y1[i], y2[i])
+			}
+		}
+	}
+}
+
 // TestEmbedGoldenGeneric checks the plain Go path against TF.js too.
 func TestEmbedGoldenGeneric(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("slow; the AVX2 path covers the same code under -race")
 	}
 	loadTestModel(t)
-	saved := matmul
-	matmul = matmulGeneric
-	defer func() { matmul = saved }()
+	m0, d0, a0 := matmul, dot, axpy
+	matmul, dot, axpy = matmulGeneric, dotGeneric, axpyGeneric
+	defer func() { matmul, dot, axpy = m0, d0, a0 }()
 	TestEmbedGolden(t)
 }
