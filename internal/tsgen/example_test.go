@@ -22,11 +22,7 @@ func ExampleDeclarations() {
 	fmt.Print(decls)
 	// Output:
 	// import * as google_drive from "./mcp/google-drive.ts";
-	// /**
-	//  * Read a file.
-	//  *
-	//  * MCP tool "read-file"
-	//  */
+	// /** Read a file. (MCP tool "read-file") */
 	// export function read_file(args: {
 	//   /** First N lines @integer */
 	//   head?: number;

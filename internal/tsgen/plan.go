@@ -134,7 +134,8 @@ func (g *gen) convertRoot(tp *toolPlan, n *named, root any, rootID string) {
 }
 
 // funcDoc is the JSDoc of a tool's function. The compact form, for
-// declarations, leaves out a title when there is a description.
+// declarations, leaves out a title when there is a description and puts the
+// original tool name on the last line.
 func (t *toolPlan) funcDoc(compact bool) []string {
 	var lines []string
 	if t.tool.Title != "" && t.tool.Title != t.tool.Name && !(compact && strings.TrimSpace(t.tool.Description) != "") {
@@ -147,10 +148,15 @@ func (t *toolPlan) funcDoc(compact bool) []string {
 		lines = append(lines, strings.Split(d, "\n")...)
 	}
 	if t.id != t.tool.Name {
-		if len(lines) > 0 {
-			lines = append(lines, "")
+		note := "MCP tool " + jsString(t.tool.Name)
+		switch {
+		case compact && len(lines) > 0:
+			lines[len(lines)-1] += " (" + note + ")"
+		case len(lines) > 0:
+			lines = append(lines, "", note)
+		default:
+			lines = append(lines, note)
 		}
-		lines = append(lines, "MCP tool "+jsString(t.tool.Name))
 	}
 	return lines
 }
