@@ -305,6 +305,15 @@ http: {token: from-file}
 		t.Errorf("env over file mismatch (-want +got):\n%s", diff)
 	}
 
+	// File and variable errors are reported together.
+	bad := writeFile(t, dir, "bad.json", `{"sandbox": {"memoryMB": 1}}`)
+	_, err = Load(envOf(map[string]string{EnvMaxOutputBytes: "12"}), bad)
+	for _, s := range []string{"sandbox.memoryMB", EnvMaxOutputBytes} {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("bad file and bad env: error = %v, want it to contain %q", err, s)
+		}
+	}
+
 	// A default timeout from the file above a maximum from the env is
 	// refused, naming both sources.
 	_, err = Load(envOf(map[string]string{EnvMaxTimeout: "5000"}), path)

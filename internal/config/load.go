@@ -73,12 +73,10 @@ func LoadWith(env func(string) string, file string, opts LoadOptions) (*Config, 
 		file, src = env(EnvConfig), EnvConfig
 	}
 	if file != "" {
-		p, err := x.path(file, "")
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: %w", src, file, err)
-		}
-		if err := l.loadFile(p); err != nil {
-			return nil, err
+		if p, err := x.path(file, ""); err != nil {
+			l.errs = append(l.errs, fmt.Errorf("%s %q: %w", src, file, err))
+		} else if err := l.loadFile(p); err != nil {
+			l.errs = append(l.errs, err)
 		}
 	}
 	l.applyEnv()

@@ -358,3 +358,30 @@ func (p Permissions) String() string {
 
 // IsZero reports whether p grants and denies nothing.
 func (p Permissions) IsZero() bool { return len(p.Flags()) == 0 }
+
+// Clone returns a deep copy of p.
+func (p Permissions) Clone() Permissions {
+	c := p
+	c.Read = slices.Clone(p.Read)
+	c.Write = slices.Clone(p.Write)
+	c.Net = slices.Clone(p.Net)
+	c.Env = slices.Clone(p.Env)
+	c.Run = slices.Clone(p.Run)
+	c.Sys = slices.Clone(p.Sys)
+	if p.Deny != nil {
+		c.Deny = make(map[string][]string, len(p.Deny))
+		for k, v := range p.Deny {
+			c.Deny[k] = append([]string{}, v...)
+		}
+	}
+	return c
+}
+
+// Merge returns the union of p and q: grants of both (deduplicated, p's
+// first) and denials of both, where denying a whole permission (an empty
+// list) wins over denying some values. Neither p nor q is modified.
+func (p Permissions) Merge(q Permissions) Permissions {
+	out := p.Clone()
+	out.merge(q)
+	return out
+}

@@ -250,3 +250,29 @@ func FuzzParseRunArgs(f *testing.F) {
 		}
 	})
 }
+
+func TestPermissionsMerge(t *testing.T) {
+	a := Permissions{Read: []string{"/a"}, Deny: map[string][]string{"net": {}, "env": {"X"}}}
+	b := Permissions{Read: []string{"/b", "/a"}, NetAll: true, Deny: map[string][]string{"net": {"h"}, "env": {"Y"}, "run": {}}}
+	aCopy, bCopy := a.Clone(), b.Clone()
+	got := a.Merge(b)
+	want := Permissions{Read: []string{"/a", "/b"}, NetAll: true,
+		Deny: map[string][]string{"net": {}, "env": {"X", "Y"}, "run": {}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Merge mismatch (-want +got):\n%s", diff)
+	}
+	// A whole-permission deny survives in either order.
+	if got := b.Merge(a).Deny["net"]; len(got) != 0 {
+		t.Errorf("b.Merge(a).Deny[net] = %q, want the whole permission denied", got)
+	}
+	if diff := cmp.Diff(aCopy, a); diff != "" {
+		t.Errorf("Merge modified its receiver:\n%s", diff)
+	}
+	if diff := cmp.Diff(bCopy, b); diff != "" {
+		t.Errorf("Merge modified its argument:\n%s", diff)
+	}
+	got.Read[0] = "/changed"
+	if a.Read[0] != "/a" {
+		t.Errorf("Merge result shares memory with its receiver")
+	}
+}
