@@ -64,7 +64,7 @@ func parseRunArgs(s string, x expander, base string) (Permissions, error) {
 // addFlag adds one flag ("allow-read=/a;/b", "--deny-net") to p.
 func (p *Permissions) addFlag(entry string, x expander, base string) error {
 	name, val, hasVal := strings.Cut(entry, "=")
-	flag := strings.TrimPrefix(name, "--")
+	flag := strings.TrimPrefix(strings.TrimSpace(name), "--")
 	if why, ok := refusedFlags[flag]; ok {
 		return fmt.Errorf("%s is refused: %s", flag, why)
 	}

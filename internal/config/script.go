@@ -124,7 +124,7 @@ func evalScript(path, deno string, env func(string) string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run",
-		"--no-prompt", "--no-config", "--no-lock", "--no-remote", "--node-modules-dir=none",
+		"--no-prompt", "--no-config", "--no-lock", "--no-remote", "--cached-only", "--node-modules-dir=none",
 		"--allow-env", entry)
 	cmd.Dir = filepath.Dir(path)
 	// Deno itself needs HOME/DENO_DIR for its cache; the module's view of
