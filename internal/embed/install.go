@@ -87,6 +87,7 @@ func Install(ctx context.Context, cacheDir string, opts InstallOptions) (string,
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("install embedding model: %w", err)
 	}
+	removeStale(parent)
 	tmp, err := os.MkdirTemp(parent, "."+ModelName+"-*")
 	if err != nil {
 		return "", fmt.Errorf("install embedding model: %w", err)
@@ -123,6 +124,17 @@ func Install(ctx context.Context, cacheDir string, opts InstallOptions) (string,
 	return dir, nil
 }
 
+// removeStale deletes temporary directories that installs killed more
+// than an hour ago left behind.
+func removeStale(parent string) {
+	old, _ := filepath.Glob(filepath.Join(parent, "."+ModelName+"-*"))
+	for _, d := range old {
+		if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(d)
+		}
+	}
+}
+
 // installed reports whether dir holds a complete install of this version.
 func installed(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, sourceFile))
@@ -141,7 +153,10 @@ func npmPack(ctx context.Context, npm, dir string) (string, error) {
 	cmd.Stdout = &stdout
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("npm pack %s: %w: %s", NPMPackage, err, lastLine(stderr.String()))
+		if msg := lastLine(stderr.String()); msg != "" {
+			return "", fmt.Errorf("npm pack %s: %w: %s", NPMPackage, err, msg)
+		}
+		return "", fmt.Errorf("npm pack %s: %w", NPMPackage, err)
 	}
 	var packed []struct {
 		Filename string `json:"filename"`
