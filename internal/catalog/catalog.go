@@ -69,6 +69,7 @@ type Options struct {
 type buildTuning struct {
 	bm25         *bm25Params
 	floatVectors bool // keep float32 vectors instead of int8
+	embedStyle   int  // 0: name+description+params; 1: name+first sentence; 2: name+description
 }
 
 // ErrEmbed marks a Build whose vectors could not be computed; the returned
@@ -84,7 +85,9 @@ type Index struct {
 	nameToks [][]string
 	bm       bm25Index
 	vec      vectorIndex
-	embedder Embedder  // set when vec is
+	embedder Embedder // set when vec is
+	server   []int32  // server id of each tool
+	nServers int
 	group    []int32   // group id of each tool
 	members  [][]int32 // tools of each group, in build order
 	buildDur time.Duration
@@ -115,6 +118,17 @@ func Build(ctx context.Context, tools []Tool, opts Options) (*Index, error) {
 		ix.tools = append(ix.tools, t)
 		ix.keys = append(ix.keys, k)
 	}
+	ix.server = make([]int32, len(ix.tools))
+	sid := map[string]int32{}
+	for i, t := range ix.tools {
+		id, ok := sid[t.Server]
+		if !ok {
+			id = int32(len(sid))
+			sid[t.Server] = id
+		}
+		ix.server[i] = id
+	}
+	ix.nServers = len(sid)
 	docs := analyze(ix.tools)
 	ix.summary = make([]string, len(ix.tools))
 	ix.nameToks = make([][]string, len(ix.tools))

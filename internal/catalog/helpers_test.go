@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"hash/fnv"
 	"math"
@@ -118,3 +119,107 @@ func names(rs []Result) []string {
 }
 
 func approx(a, b float64) bool { return math.Abs(a-b) < 1e-4 }
+
+// fileCache is a VectorCache persisted in one append-only file (key, then
+// the value's length and bytes), so repeated measurement runs embed
+// nothing again. Tests that need a cold cache use mapCache.
+type fileCache struct {
+	mapCache
+	path string
+}
+
+func openFileCache(t testing.TB, name string) *fileCache {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "mcp-conductor-test", "catalog")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &fileCache{path: filepath.Join(dir, name)}
+	c.m = map[string][]byte{}
+	b, _ := os.ReadFile(c.path)
+	for len(b) > 4 {
+		kl := int(binary.LittleEndian.Uint32(b))
+		if len(b) < 4+kl+4 {
+			break
+		}
+		k := string(b[4 : 4+kl])
+		vl := int(binary.LittleEndian.Uint32(b[4+kl:]))
+		if len(b) < 8+kl+vl {
+			break
+		}
+		c.m[k] = b[8+kl : 8+kl+vl]
+		b = b[8+kl+vl:]
+	}
+	return c
+}
+
+func (c *fileCache) Put(ctx context.Context, model string, entries map[string][]byte) error {
+	c.mapCache.Put(ctx, model, entries)
+	f, err := os.OpenFile(c.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var buf []byte
+	for k, v := range entries {
+		k = model + "/" + k
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(k)))
+		buf = append(buf, k...)
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(v)))
+		buf = append(buf, v...)
+	}
+	_, err = f.Write(buf)
+	return err
+}
+
+// queryVectors embeds the distinct query texts with e, through cache.
+func queryVectors(t testing.TB, e Embedder, cache VectorCache, qs []Query) map[string][]float32 {
+	t.Helper()
+	ctx := context.Background()
+	model := e.Name() + "+query"
+	var keys []string
+	byKey := map[string]string{}
+	for _, q := range qs {
+		k := textKey(q.Query)
+		if _, ok := byKey[k]; !ok {
+			byKey[k] = q.Query
+			keys = append(keys, k)
+		}
+	}
+	got, err := cache.Get(ctx, model, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	var missing []string
+	for _, k := range keys {
+		if v := decodeVector(got[k], e.Dim()); v != nil {
+			out[byKey[k]] = v
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	for start := 0; start < len(missing); start += 256 {
+		batch := missing[start:min(start+256, len(missing))]
+		texts := make([]string, len(batch))
+		for i, k := range batch {
+			texts[i] = byKey[k]
+		}
+		vs, err := e.Embed(ctx, texts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put := map[string][]byte{}
+		for i, k := range batch {
+			out[byKey[k]] = vs[i]
+			put[k] = encodeVector(vs[i])
+		}
+		if err := cache.Put(ctx, model, put); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}

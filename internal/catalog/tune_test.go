@@ -7,7 +7,10 @@ import (
 	"testing"
 )
 
-var tune = flag.Bool("tune", false, "sweep ranking parameters on the tuning split of shared/eval and log the figures")
+var (
+	tune     = flag.Bool("tune", false, "sweep ranking parameters on the tuning split of shared/eval and log the figures")
+	confOnly = flag.Bool("tune-conf", false, "TestTuneFusion: sweep the vector-confidence scaling only")
+)
 
 func tuningSplit(t *testing.T) ([]Tool, []Query) {
 	if !*tune {
@@ -48,5 +51,47 @@ func TestTuneBM25(t *testing.T) {
 		p := defaultBM25
 		p.b[fDesc] = b
 		run(fmt.Sprintf("bDesc=%.2f", b), p, expansionWeight)
+	}
+}
+
+// TestTuneFusion compares fusion methods and weights on the tuning split
+// with the real model (vectors cached on disk between runs).
+func TestTuneFusion(t *testing.T) {
+	tools, tq := tuningSplit(t)
+	e := realEmbedder(t)
+	ctx := context.Background()
+	cache := openFileCache(t, "vectors.bin")
+	qv := queryVectors(t, e, cache, tq)
+	for _, float := range []bool{false, true} {
+		ix, err := Build(ctx, tools, Options{Embedder: e, VectorCache: cache, tune: buildTuning{floatVectors: float}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(label string, so SearchOptions) {
+			r, _ := Evaluate(ctx, ix, tq, EvalOptions{Search: so, queryVecs: qv})
+			t.Logf("float=%v %-28s R@5 %.4f R@10 %.4f nDCG %.4f MRR %.4f | multi R@5 %.4f MRR %.4f", float, label,
+				r.Recall5, r.Recall10, r.NDCG10, r.MRR, r.Kinds["multi"].Recall5, r.Kinds["multi"].MRR)
+		}
+		run("bm25", SearchOptions{Mode: BM25})
+		run("vector", SearchOptions{Mode: Vector})
+		if float {
+			continue
+		}
+		if *confOnly {
+			for _, c := range [][2]float64{{0, 0}, {0.15, 0.35}, {0.2, 0.4}, {0.25, 0.45}, {0.2, 0.6}, {0.3, 0.5}} {
+				for _, w := range []float64{0.5, 0.6, 0.7, 0.8} {
+					run(fmt.Sprintf("minmax w=%.1f conf=%.2f-%.2f", w, c[0], c[1]), SearchOptions{fusion: &fusionParams{vecWeight: w, confLo: c[0], confHi: c[1]}})
+				}
+			}
+			return
+		}
+		for _, k := range []float64{10, 30, 60} {
+			run(fmt.Sprintf("rrf k=%.0f", k), SearchOptions{fusion: &fusionParams{method: fuseRRF, rrfK: k}})
+		}
+		for _, m := range []int{fuseLinearMinMax, fuseLinearZ} {
+			for _, w := range []float64{0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8} {
+				run(fmt.Sprintf("%s w=%.1f", []string{"minmax", "z"}[m], w), SearchOptions{fusion: &fusionParams{method: m, vecWeight: w}})
+			}
+		}
 	}
 }

@@ -10,11 +10,36 @@ import (
 	"strings"
 )
 
-// chunkWords bounds one embedded text. USE-lite reads 128 SentencePiece
-// tokens; English tool text averages about 1.3 pieces per word, so 80
-// words stay inside the window. Longer texts are embedded in parts and
-// the parts averaged, never cut.
+// chunkWords bounds one embedded text when the embedder cannot count its
+// tokens. USE-lite reads 128 SentencePiece tokens; English tool text
+// averages about 1.3 pieces per word, so 80 words stay inside the window.
+// Longer texts are embedded in parts and the parts averaged, never cut.
 const chunkWords = 80
+
+// tokenCounter is implemented by embedders with a fixed input window
+// (internal/embed's USE-lite: 128 tokens); parts are then sized by the
+// model's own token count instead of chunkWords.
+type tokenCounter interface {
+	MaxTokens() int
+	TokenCount(text string) int
+}
+
+// wordBudget returns a function giving the cost of a word and the budget
+// of one part.
+func wordBudget(e Embedder) (cost func(string) int, budget int) {
+	if tc, ok := e.(tokenCounter); ok && tc.MaxTokens() > 16 {
+		memo := map[string]int{}
+		return func(w string) int {
+			c, ok := memo[w]
+			if !ok {
+				c = max(1, tc.TokenCount(w))
+				memo[w] = c
+			}
+			return c
+		}, tc.MaxTokens() - 4
+	}
+	return func(string) int { return 1 }, chunkWords
+}
 
 // embedBatch is how many texts go to one Embed call.
 const embedBatch = 64
@@ -31,16 +56,19 @@ type vectorIndex struct {
 // embedTexts returns the texts whose vectors make up a tool's vector: the
 // first starts with the name's words and the description, later parts
 // repeat the name words so every part is about the tool.
-func embedTexts(t Tool, d docFields, others []string) []string {
+func embedTexts(t Tool, d docFields, others []string, cost func(string) int, budget int, style int) []string {
 	name := strings.Join(nameWords(t.Name), " ")
 	var b strings.Builder
 	b.WriteString(name)
 	desc := strings.Join(strings.Fields(t.Description), " ")
+	if style == 1 {
+		desc = firstSentence(desc, 1000)
+	}
 	if desc != "" {
 		b.WriteString(": ")
 		b.WriteString(desc)
 	}
-	if len(d.params) > 0 {
+	if len(d.params) > 0 && style == 0 {
 		b.WriteString(" Parameters:")
 		for i, p := range d.params {
 			if i > 0 {
@@ -57,21 +85,40 @@ func embedTexts(t Tool, d docFields, others []string) []string {
 		b.WriteString(".")
 	}
 	words := strings.Fields(b.String())
-	if len(words) <= chunkWords {
+	costs := make([]int, len(words))
+	total := 0
+	for i, w := range words {
+		costs[i] = cost(w)
+		total += costs[i]
+	}
+	if total <= budget {
 		return []string{strings.Join(words, " ")}
 	}
 	var parts []string
 	prefix := strings.Fields(name)
+	prefixCost := 1
+	for _, w := range prefix {
+		prefixCost += cost(w)
+	}
 	for start := 0; start < len(words); {
-		end := min(start+chunkWords, len(words))
+		room := budget
 		if start > 0 {
-			end = min(start+chunkWords-len(prefix)-1, len(words))
+			room -= prefixCost
+		}
+		end, used := start, 0
+		for end < len(words) && (end == start || used+costs[end] <= room) {
+			used += costs[end]
+			end++
 		}
 		// Prefer ending a part at a sentence end in its last third.
-		for e := end; e > start+chunkWords*2/3 && end < len(words); e-- {
-			if strings.HasSuffix(words[e-1], ".") {
-				end = e
-				break
+		if end < len(words) {
+			u := used
+			for e := end; e > start+1 && u > room*2/3; e-- {
+				if strings.HasSuffix(words[e-1], ".") {
+					end = e
+					break
+				}
+				u -= costs[e-1]
 			}
 		}
 		part := strings.Join(words[start:end], " ")
@@ -104,6 +151,7 @@ func buildVectors(ctx context.Context, tools []Tool, docs []docFields, opts Opti
 			byServer[t.Server] = append(byServer[t.Server], strings.Join(nameWords(t.Name), " "))
 		}
 	}
+	cost, budget := wordBudget(e)
 	parts := make([][]string, len(tools))
 	var keys []string
 	text := map[string]string{}
@@ -114,7 +162,7 @@ func buildVectors(ctx context.Context, tools []Tool, docs []docFields, opts Opti
 				others = append(others, o)
 			}
 		}
-		for _, p := range embedTexts(t, docs[i], others) {
+		for _, p := range embedTexts(t, docs[i], others, cost, budget, opts.tune.embedStyle) {
 			k := textKey(p)
 			parts[i] = append(parts[i], k)
 			if _, ok := text[k]; !ok {
