@@ -348,7 +348,7 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 	timeout, clamped := c.cfg.ClampTimeout(opts.Timeout)
 	perms := c.cfg.Sandbox.Permissions
 	if opts.Permissions != nil {
-		perms = mergePermissions(perms, *opts.Permissions)
+		perms = perms.Merge(*opts.Permissions)
 	}
 	var callsMu sync.Mutex
 	var calls []string
@@ -423,24 +423,6 @@ func uniqueSorted(xs []string) []string {
 	for _, x := range xs[1:] {
 		if x != out[len(out)-1] {
 			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func mergePermissions(a, b Permissions) Permissions {
-	out := a
-	out.Read = append(append([]string{}, a.Read...), b.Read...)
-	out.Write = append(append([]string{}, a.Write...), b.Write...)
-	out.Net = append(append([]string{}, a.Net...), b.Net...)
-	out.NetAll = a.NetAll || b.NetAll
-	out.Env = append(append([]string{}, a.Env...), b.Env...)
-	out.Run = append(append([]string{}, a.Run...), b.Run...)
-	out.Sys = append(append([]string{}, a.Sys...), b.Sys...)
-	out.Deny = map[string][]string{}
-	for _, m := range []map[string][]string{a.Deny, b.Deny} {
-		for k, v := range m {
-			out.Deny[k] = append(out.Deny[k], v...)
 		}
 	}
 	return out

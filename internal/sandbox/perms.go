@@ -110,30 +110,5 @@ func checkLinks(ws string) error {
 	})
 }
 
-// flags renders permissions as Deno flags.
-func flags(p config.Permissions) []string {
-	var out []string
-	add := func(name string, vals []string) {
-		if len(vals) > 0 {
-			out = append(out, "--allow-"+name+"="+strings.Join(vals, ","))
-		}
-	}
-	add("read", p.Read)
-	add("write", p.Write)
-	add("net", p.Net)
-	add("env", p.Env)
-	add("run", p.Run)
-	add("sys", p.Sys)
-	for _, name := range []string{"read", "write", "net", "env", "run", "sys", "ffi", "import"} {
-		vals, ok := p.Deny[name]
-		if !ok {
-			continue
-		}
-		if len(vals) == 0 {
-			out = append(out, "--deny-"+name)
-		} else {
-			out = append(out, "--deny-"+name+"="+strings.Join(vals, ","))
-		}
-	}
-	return out
-}
+// flags renders permissions as Deno flags (config owns the one rendering).
+func flags(p config.Permissions) []string { return p.Flags() }
