@@ -239,6 +239,9 @@ func TestRedisDown(t *testing.T) {
 		case !strings.Contains(err.Error(), "store: redis "+addr) || strings.Contains(err.Error(), "s3cret"):
 			t.Errorf("%s error = %q, want it to name %s and no password", name, err, addr)
 		}
+		if name == "get" {
+			t.Logf("with Redis down, %s failed after %v: %v", name, d.Round(time.Millisecond), err)
+		}
 		if d > 10*time.Second {
 			t.Errorf("%s took %v to fail with Redis down", name, d)
 		}
