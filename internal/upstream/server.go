@@ -173,7 +173,7 @@ func (s *server) run(ctx context.Context) {
 	var once sync.Once
 	firstDone := func() { once.Do(func() { close(s.firstDone) }) }
 	defer firstDone() // also when Close interrupts the first attempt
-	for {
+	for attempt := 0; ; attempt++ {
 		c, tools, err := s.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -187,7 +187,10 @@ func (s *server) run(ctx context.Context) {
 			s.setState(StateUp, nil, c, tools)
 		}
 		firstDone()
-		h.changed()
+		if c != nil || attempt == 0 {
+			// A retry that fails again changes nothing for OnChange.
+			h.changed()
+		}
 		if c != nil {
 			upAt := time.Now()
 			s.serve(ctx, c)
@@ -196,12 +199,12 @@ func (s *server) run(ctx context.Context) {
 				s.setState(StateDown, ErrClosed, nil, nil)
 				return
 			}
-			s.log.Warn("upstream down", slog.Any("err", c.cause), slog.Duration("retry_in", backoff))
-			s.setState(StateDown, c.cause, nil, nil)
-			h.changed()
 			if time.Since(upAt) >= h.stableAfter {
 				backoff = h.minBackoff
 			}
+			s.log.Warn("upstream down", slog.Any("err", c.cause), slog.Duration("retry_in", backoff))
+			s.setState(StateDown, c.cause, nil, nil)
+			h.changed()
 		}
 		t := time.NewTimer(backoff)
 		select {
