@@ -8,9 +8,6 @@ import (
 	"sync/atomic"
 )
 
-// ModelName names the model and version this package runs.
-const ModelName = "use-lite-0.2.0"
-
 // Embed returns one L2-normalised vector of Dim values per text. The
 // graph ends in l2_normalize, so vectors have unit length and cosine
 // similarity is a dot product. Each text is embedded on its own, which

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 )
 
+// ModelName names the model and version this package runs.
+const ModelName = "use-lite-0.2.0"
+
 // ErrModelMissing reports that the model files are not installed (see
 // Install). Callers fall back to keyword search when Load fails with it.
 var ErrModelMissing = errors.New("embedding model not installed")
@@ -48,19 +51,18 @@ type linear struct {
 }
 
 type layer struct {
-	in, width     int // input width, model width
-	heads, depth  int
-	qScale        float32
-	lnAttnScale   []float32
-	lnAttnBias    []float32
-	residual      *linear // Layer_0 widens its residual input
-	qkv           linear
-	proj          linear
-	lnFFNScale    []float32
-	lnFFNBias     []float32
-	ffn1, ffn2    linear
-	qkvSplit      int
-	attentionMask float32
+	in, width    int // input width, model width
+	heads, depth int
+	qScale       float32
+	lnAttnScale  []float32
+	lnAttnBias   []float32
+	residual     *linear // Layer_0 widens its residual input
+	qkv          linear
+	proj         linear
+	lnFFNScale   []float32
+	lnFFNBias    []float32
+	ffn1, ffn2   linear
+	qkvSplit     int
 }
 
 // Load reads a model installed by Install. The error wraps ErrModelMissing
@@ -160,9 +162,6 @@ func (l *layer) build(g *graph, p string, in int) error {
 	}
 	l.in, l.heads, l.depth = in, int(heads.data[0]), int(depth.data[0])
 	if l.qScale, err = g.scalar(mha+"mul", 1); err != nil {
-		return err
-	}
-	if l.attentionMask, err = g.scalar(stack+"Layer_1/TransformerLayer/MultiheadAttention/DotProductAttention/attention_bias_ignore_padding/mul", 1); err != nil {
 		return err
 	}
 	split, err := g.input(mha+"split", 1)
