@@ -296,7 +296,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tools := fs.String("tools", "", "tools.jsonl")
 	queries := fs.String("queries", "", "queries.jsonl")
 	asJSON := fs.Bool("json", false, "print JSON")
-	mode := fs.String("mode", "all", "ranking: hybrid, bm25, vector, or all")
+	mode := fs.String("mode", "", "ranking: hybrid, bm25, vector, or all (default: all as a table, hybrid with --json)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -312,6 +312,12 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		opts.Build.Embedder = evalEmbedder{m}
 	} else {
 		fmt.Fprintf(stderr, "note: embedding model not installed (%v); keyword ranking only. Run `conductor setup`.\n", err)
+	}
+	if *mode == "" {
+		*mode = "all"
+		if *asJSON {
+			*mode = "hybrid"
+		}
 	}
 	switch *mode {
 	case "all":
