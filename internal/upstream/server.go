@@ -250,7 +250,9 @@ func (s *server) serve(ctx context.Context, c *conn) {
 			tools, err := listTools(lctx, c.cs)
 			cancel()
 			if err != nil {
-				s.log.Warn("upstream tools/list after list_changed", slog.Any("err", err))
+				if ctx.Err() == nil { // not a shutdown
+					s.log.Warn("upstream tools/list after list_changed", slog.Any("err", err))
+				}
 				continue
 			}
 			s.mu.Lock()
