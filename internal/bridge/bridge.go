@@ -14,14 +14,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/mcp-conductor/conductor/internal/config"
 )
@@ -104,9 +107,28 @@ func allowed(policy map[string]config.ToolPolicy, server, tool string) bool {
 	return false
 }
 
+// match reports whether name matches pattern, where '*' stands for any run
+// of characters and every other character is literal (config.ToolPolicy).
+// path.Match would read '?', '[' and '\\' as syntax, and a malformed pattern
+// would then match nothing: a deny rule would silently fail open.
 func match(pattern, name string) bool {
-	ok, err := path.Match(pattern, name)
-	return err == nil && ok
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == name
+	}
+	if !strings.HasPrefix(name, parts[0]) {
+		return false
+	}
+	name = name[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(name, p)
+		if i < 0 {
+			return false
+		}
+		name = name[i+len(p):]
+	}
+	return strings.HasSuffix(name, last)
 }
 
 // Call is one observed tool call, for audit and co-usage.
@@ -133,6 +155,29 @@ func (b *Bridge) Run(onCall func(Call)) func(ctx context.Context, server, tool s
 // ErrRefused marks calls the bridge refused before reaching a server.
 var ErrRefused = errors.New("refused")
 
+// refusal is a refused call whose message need not say "refused" (invalid
+// arguments read better without it); errors.Is(err, ErrRefused) holds.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string        { return r.msg }
+func (r refusal) Is(target error) bool { return target == ErrRefused }
+
+// maxErrorBytes caps the text of one tool error that reaches the program: a
+// server's error message is not bounded by MaxResultBytes otherwise.
+const maxErrorBytes = 16 << 10
+
+// clip cuts s to at most n bytes on a rune boundary, saying so.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d more bytes)", len(s)-cut)
+}
+
 func (b *Bridge) call(ctx context.Context, n *atomic.Int64, server, tool string, args json.RawMessage) (json.RawMessage, error) {
 	name := server + "." + tool
 	if c := n.Add(1); c > int64(b.limits.MaxCalls) {
@@ -152,15 +197,15 @@ func (b *Bridge) call(ctx context.Context, n *atomic.Int64, server, tool string,
 		args = json.RawMessage("{}")
 	}
 	if err := b.validate(schema, args); err != nil {
-		return nil, fmt.Errorf("%s: invalid arguments: %v", name, err)
+		return nil, refusal{fmt.Sprintf("%s: invalid arguments: %v", name, err)}
 	}
 	res, err := b.up.Call(ctx, server, tool, args)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+		return nil, fmt.Errorf("%s: %s", name, clip(err.Error(), maxErrorBytes))
 	}
 	v, err := Value(res)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+		return nil, fmt.Errorf("%s: %s", name, clip(err.Error(), maxErrorBytes))
 	}
 	if len(v) > b.limits.MaxResultBytes {
 		return nil, fmt.Errorf("%s: result is %d bytes, more than the limit of %d", name, len(v), b.limits.MaxResultBytes)
@@ -213,10 +258,17 @@ func (b *Bridge) compile(schema json.RawMessage) (*jsonschema.Schema, error) {
 		return nil, err
 	}
 	b.mu.Lock()
+	if len(b.schemas) >= maxSchemas {
+		// Tool lists change over a long life; start over rather than grow.
+		clear(b.schemas)
+	}
 	b.schemas[key] = sch
 	b.mu.Unlock()
 	return sch, nil
 }
+
+// maxSchemas bounds the compiled-schema cache.
+const maxSchemas = 4096
 
 // noLoader refuses remote $refs: schemas are checked offline.
 type noLoader struct{}
@@ -225,14 +277,20 @@ func (noLoader) Load(url string) (any, error) {
 	return nil, fmt.Errorf("remote schema %q is not loaded", url)
 }
 
-// flatten renders the innermost validation errors on one line each.
+// maxPartBytes caps one validation message: an enum of a thousand values or
+// a long pattern must not turn into a page of text for the model.
+const maxPartBytes = 200
+
+// flatten renders the innermost validation errors, at most five, each cut
+// to maxPartBytes.
 func flatten(ve *jsonschema.ValidationError) string {
+	printer := message.NewPrinter(language.English)
 	var parts []string
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
 			loc := "/" + strings.Join(e.InstanceLocation, "/")
-			parts = append(parts, fmt.Sprintf("at %s: %v", loc, e.ErrorKind))
+			parts = append(parts, clip(fmt.Sprintf("at %s: %s", loc, e.ErrorKind.LocalizedString(printer)), maxPartBytes))
 			return
 		}
 		for _, c := range e.Causes {
@@ -240,6 +298,9 @@ func flatten(ve *jsonschema.ValidationError) string {
 		}
 	}
 	walk(ve)
+	// Causes come from maps: sort, so one input always gives one message.
+	slices.Sort(parts)
+	parts = slices.Compact(parts)
 	if len(parts) > 5 {
 		parts = append(parts[:5], fmt.Sprintf("and %d more", len(parts)-5))
 	}
@@ -247,9 +308,10 @@ func flatten(ve *jsonschema.ValidationError) string {
 }
 
 // Value turns a tool result into what the program receives: structured
-// content when present, else the text parsed as JSON when it is JSON, else
-// the text. A result with isError set becomes an error carrying the
-// server's message.
+// content when present; else, when any content is not text (an image,
+// audio, a resource), the MCP content array as JSON; else the text parsed as
+// JSON when it is JSON, else the text. A result with isError set becomes an
+// error carrying the server's message.
 func Value(res *mcp.CallToolResult) (json.RawMessage, error) {
 	if res == nil {
 		return json.RawMessage("null"), nil
@@ -268,19 +330,29 @@ func Value(res *mcp.CallToolResult) (json.RawMessage, error) {
 		}
 		return b, nil
 	}
-	if t := strings.TrimSpace(text); t != "" && json.Valid([]byte(t)) {
-		return json.RawMessage(t), nil
-	}
-	if len(res.Content) > 0 && text == "" {
-		// Images, audio, resources: hand them over as MCP content.
+	if !allText(res.Content) {
+		// Images, audio, resources (alone or beside text): hand them over as
+		// MCP content, so nothing the server sent is dropped.
 		b, err := json.Marshal(res.Content)
 		if err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
+	if t := strings.TrimSpace(text); t != "" && json.Valid([]byte(t)) {
+		return json.RawMessage(t), nil
+	}
 	b, _ := json.Marshal(text)
 	return b, nil
+}
+
+func allText(cs []mcp.Content) bool {
+	for _, c := range cs {
+		if _, ok := c.(*mcp.TextContent); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func contentText(cs []mcp.Content) string {
