@@ -13,6 +13,9 @@
 // The model reads at most 128 tokens (Model.MaxTokens); EmbedLong embeds
 // longer texts in overlapping parts and averages them.
 //
+// Remote embeds with an OpenAI-compatible /embeddings API instead, for
+// users who configure one; nothing requires it.
+//
 // The model is Apache-2.0 (Google LLC); Install keeps its LICENSE and a
 // NOTICE next to the files.
 //
