@@ -5,7 +5,7 @@
 //
 // It is the Go shape of the original `new Conductor(config)` API:
 //
-//	c, _ := conductor.New(cfg)
+//	c, _ := conductor.New(cfg, conductor.Options{})
 //	_ = c.Start(ctx)
 //	conv, _ := c.CreateConversation()
 //	tools, _ := c.FindTools(ctx, conv, "read a file")
@@ -17,6 +17,24 @@
 // A Go caller is trusted: ExecOptions.Permissions may grant per call what the
 // administrator's configuration does not. The MCP server built on this API
 // (internal/server) never lets a model set permissions.
+//
+// # Conversations and principals
+//
+// A conversation is named by a principal (who is asking: "" for the local
+// user, a token or JWT subject over HTTP) and an id. The methods without a
+// principal (CreateConversation, FindTools, LoadToolSpec, Context) act for
+// the local user; their ...For variants take the principal, and Execute takes
+// it in ExecOptions.Principal. An id that names another principal's
+// conversation opens a new, empty conversation of the caller, never theirs.
+//
+// Conversation state (loaded tools, imported servers, history of executions,
+// co-usage counts, cached tool specs and vectors) lives in the store of
+// Config.Store.URL: SQLite by default, Redis when MCP_CONDUCTOR_STORE is
+// redis://…, so it survives restarts and is shared by conductors on one
+// Redis. Files live under Config.Workspace/<conversation>/. When the store
+// fails (Redis down), calls that need a conversation return an error saying
+// so; nothing falls back to memory, and calls succeed again as soon as the
+// store answers.
 package conductor
 
 import (
@@ -30,7 +48,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,9 +60,11 @@ import (
 	"github.com/mcp-conductor/conductor/internal/bridge"
 	"github.com/mcp-conductor/conductor/internal/catalog"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/conversation"
 	"github.com/mcp-conductor/conductor/internal/deps"
 	"github.com/mcp-conductor/conductor/internal/embed"
 	"github.com/mcp-conductor/conductor/internal/sandbox"
+	"github.com/mcp-conductor/conductor/internal/store"
 	"github.com/mcp-conductor/conductor/internal/toolchain"
 	"github.com/mcp-conductor/conductor/internal/tsgen"
 	"github.com/mcp-conductor/conductor/internal/upstream"
@@ -89,20 +109,24 @@ type Conductor struct {
 	subMu sync.Mutex
 	subs  []func()
 
-	mu    sync.Mutex
-	convs map[string]*conversation
+	st    store.Store
+	convs *conversation.Manager
+
+	// cached are tool specs read from the store (Catalog.CacheSpecs), by
+	// server; they stand in for servers that are not up (lazy, starting).
+	specMu sync.Mutex
+	cached map[string][]*mcp.Tool
+	put    map[string]string // server -> sha256 of the specs last stored
+
+	// embedder overrides the local model (tests count embeddings).
+	embedder catalog.Embedder
+	// sweepInterval overrides how often idle conversations are swept.
+	sweepInterval time.Duration
+	stopSweep     context.CancelFunc
+	sweeping      sync.WaitGroup
 
 	started atomic.Bool
 	closed  atomic.Bool
-}
-
-type conversation struct {
-	id  string
-	dir string
-
-	mu      sync.Mutex
-	loaded  map[string]bool   // "server.tool"
-	modules map[string]string // server -> sha256 of the module file written
 }
 
 // New validates cfg and prepares the parts that need no I/O beyond the local
@@ -111,7 +135,7 @@ func New(cfg *Config, opts Options) (*Conductor, error) {
 	if cfg == nil {
 		return nil, errors.New("conductor: nil config")
 	}
-	c := &Conductor{cfg: cfg, log: opts.Logger, audit: opts.Audit, convs: map[string]*conversation{}}
+	c := &Conductor{cfg: cfg, log: opts.Logger, audit: opts.Audit, cached: map[string][]*mcp.Tool{}, put: map[string]string{}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -128,13 +152,21 @@ func New(cfg *Config, opts Options) (*Conductor, error) {
 	return c, nil
 }
 
-// Start finds Deno, installs allowed packages if needed, connects to the
-// upstream servers and builds the tool index. One failing upstream server
-// does not fail Start; it shows in Status.
+// Start opens the store, finds Deno, installs allowed packages if needed,
+// connects to the upstream servers and builds the tool index. With
+// Catalog.CacheSpecs the index is first built from the specs cached by an
+// earlier run, so search answers before any upstream server is up. One
+// failing upstream server does not fail Start; it shows in Status. A Start
+// that fails leaves nothing running; call Close all the same.
 func (c *Conductor) Start(ctx context.Context) error {
 	if c.started.Swap(true) {
 		return errors.New("conductor: already started")
 	}
+	st, err := store.Open(ctx, c.cfg.Store.URL, store.Options{ConversationTTL: c.cfg.Store.ConversationTTL, Logger: c.log})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", store.Redact(c.cfg.Store.URL), err)
+	}
+	c.st = st
 	d, err := toolchain.FindDeno(ctx, c.cfg.Deno, c.cfg.CacheDir)
 	if err != nil {
 		return err
@@ -167,8 +199,19 @@ func (c *Conductor) Start(ctx context.Context) error {
 		return err
 	}
 	c.runner = r
-	if m, err := embed.Load(embed.DefaultDir(c.cfg.CacheDir)); err == nil {
+	c.convs = conversation.New(st, c.cfg.Workspace, conversation.Options{
+		TTL:               c.cfg.Store.ConversationTTL,
+		MaxConversations:  c.cfg.Store.MaxConversations,
+		MaxWorkspaceBytes: c.cfg.Store.MaxWorkspaceBytes,
+		Prepare:           r.PrepareDir,
+		Logger:            c.log,
+	})
+	c.startSweeper()
+	if c.embedder != nil {
+		// set by tests
+	} else if m, err := embed.Load(embed.DefaultDir(c.cfg.CacheDir)); err == nil {
 		c.model = m
+		c.embedder = modelEmbedder{m}
 	} else {
 		c.log.Info("tool search runs on keywords only: the embedding model is not installed (run `conductor setup`)",
 			slog.String("err", err.Error()))
@@ -179,23 +222,36 @@ func (c *Conductor) Start(ctx context.Context) error {
 			CallTimeout: c.cfg.Sandbox.MaxTimeout,
 			OnChange:    c.toolsChanged,
 		})
-		c.bridge = bridge.New(hubAdapter{c.hub}, c.cfg.Policy, bridge.Limits{})
+		c.bridge = bridge.New(hubAdapter{c}, c.cfg.Policy, bridge.Limits{})
+		if c.cfg.Catalog.CacheSpecs {
+			c.loadCachedSpecs(ctx)
+			c.rebuildIndex(ctx)
+		}
 		c.hub.Start(ctx)
 	}
 	c.rebuildIndex(ctx)
 	return nil
 }
 
-// Close stops upstream servers. Running executions are killed by their
-// contexts; Close does not wait for them.
+// Close stops the sweeper and the upstream servers, then closes the store.
+// Running executions are killed by their contexts; Close does not wait for
+// them.
 func (c *Conductor) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	if c.hub != nil {
-		return c.hub.Close()
+	if c.stopSweep != nil {
+		c.stopSweep()
+		c.sweeping.Wait()
 	}
-	return nil
+	var errs []error
+	if c.hub != nil {
+		errs = append(errs, c.hub.Close())
+	}
+	if c.st != nil {
+		errs = append(errs, c.st.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // OnToolsChanged registers f to run after the upstream tool set changed.
@@ -221,7 +277,7 @@ func (c *Conductor) exposedTools() []upstream.Tool {
 		return nil
 	}
 	var out []upstream.Tool
-	for _, t := range c.hub.Tools() {
+	for _, t := range c.tools() {
 		if c.bridge.Exposed(t.Server, t.Tool.Name) {
 			out = append(out, t)
 		}
@@ -230,14 +286,18 @@ func (c *Conductor) exposedTools() []upstream.Tool {
 }
 
 func (c *Conductor) rebuildIndex(ctx context.Context) {
+	c.cacheSpecs(ctx)
 	var tools []catalog.Tool
 	for _, t := range c.exposedTools() {
 		schema, _ := json.Marshal(t.Tool.InputSchema)
 		tools = append(tools, catalog.Tool{Server: t.Server, Name: t.Tool.Name, Description: t.Tool.Description, InputSchema: schema})
 	}
 	opts := catalog.Options{Logger: c.log}
-	if c.model != nil {
-		opts.Embedder = modelEmbedder{c.model}
+	if c.embedder != nil {
+		opts.Embedder = c.embedder
+		if c.cfg.Catalog.CacheSpecs && c.st != nil {
+			opts.VectorCache = vectorCache{c.st}
+		}
 	}
 	ix, err := catalog.Build(ctx, tools, opts)
 	if err != nil && ix == nil {
@@ -256,42 +316,35 @@ func (c *Conductor) Deno() *toolchain.Deno { return c.deno }
 // Config returns the configuration the conductor runs with.
 func (c *Conductor) Config() *Config { return c.cfg }
 
-var convIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// CreateConversation makes a new conversation with its own directory and
-// returns its id.
+// CreateConversation makes a new conversation of the local user with its
+// own directory and returns its id.
 func (c *Conductor) CreateConversation() (string, error) {
+	return c.CreateConversationFor("")
+}
+
+// CreateConversationFor makes a new conversation of principal and returns
+// its id.
+func (c *Conductor) CreateConversationFor(principal string) (string, error) {
+	if c.convs == nil {
+		return "", errors.New("conductor: not started")
+	}
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	conv, err := c.conversation("c" + hex.EncodeToString(b))
+	conv, err := c.convs.Open(context.Background(), principal, "c"+hex.EncodeToString(b))
 	if err != nil {
 		return "", err
 	}
-	return conv.id, nil
+	return conv.ID, nil
 }
 
-// conversation returns the conversation id, creating it when new.
-func (c *Conductor) conversation(id string) (*conversation, error) {
-	if !convIDRE.MatchString(id) {
-		return nil, fmt.Errorf("conversation id %q: use 1 to 64 letters, digits, '-' or '_'", id)
-	}
-	if c.runner == nil {
+// conversation opens (creating when new) a conversation of principal.
+func (c *Conductor) conversation(ctx context.Context, principal, id string) (*conversation.Conversation, error) {
+	if c.convs == nil {
 		return nil, errors.New("conductor: not started")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if conv, ok := c.convs[id]; ok {
-		return conv, nil
-	}
-	dir := filepath.Join(c.cfg.Workspace, id)
-	if err := c.runner.PrepareDir(dir); err != nil {
-		return nil, fmt.Errorf("conversation %s: %w", id, err)
-	}
-	conv := &conversation{id: id, dir: dir, loaded: map[string]bool{}, modules: map[string]string{}}
-	c.convs[id] = conv
-	return conv, nil
+	return c.convs.Open(ctx, principal, id)
 }
 
 // ExecOptions tune one execution.
@@ -304,7 +357,8 @@ type ExecOptions struct {
 	Timeout time.Duration
 	// OnLog receives program output as it arrives ("stdout" or "stderr").
 	OnLog func(stream, text string)
-	// Principal names who asked, for the audit log.
+	// Principal names who asked: it scopes the conversation (see the package
+	// doc) and is written to the audit log.
 	Principal string
 }
 
@@ -337,14 +391,27 @@ type ExecResult struct {
 // OK reports whether the run succeeded.
 func (r *ExecResult) OK() bool { return r.Error == nil }
 
-// Execute runs code in conversation conv. A failed program is a result with
-// Error set, not a Go error; the error return is for a run that could not be
-// attempted (unknown conversation, conductor not started).
+// ErrWorkspaceFull is wrapped by the error of an Execute refused because the
+// conversation's workspace is over Config.Store.MaxWorkspaceBytes.
+var ErrWorkspaceFull = conversation.ErrWorkspaceFull
+
+// Execute runs code in conversation convID of opts.Principal (created when
+// new). A failed program is a result with Error set, not a Go error; the
+// error return is for a run that could not be attempted: conductor not
+// started, bad id, store unavailable, or workspace over its cap
+// (ErrWorkspaceFull). A run that leaves the workspace over its cap keeps its
+// result but fails with kind "output_limit". The run, the tools it called
+// and their co-usage are recorded in the conversation; concurrent runs in
+// one conversation are safe.
 func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecOptions) (*ExecResult, error) {
-	conv, err := c.conversation(convID)
+	conv, err := c.conversation(ctx, opts.Principal, convID)
 	if err != nil {
 		return nil, err
 	}
+	if err := c.convs.CheckWorkspace(conv); err != nil {
+		return nil, err
+	}
+	started := time.Now()
 	timeout, clamped := c.cfg.ClampTimeout(opts.Timeout)
 	perms := c.cfg.Sandbox.Permissions
 	if opts.Permissions != nil {
@@ -354,7 +421,7 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 	var calls []string
 	spec := sandbox.Spec{
 		Code:           code,
-		Dir:            conv.dir,
+		Dir:            conv.Dir,
 		Permissions:    perms,
 		Timeout:        timeout,
 		MemoryMB:       c.cfg.Sandbox.MemoryMB,
@@ -370,7 +437,7 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 			callsMu.Lock()
 			calls = append(calls, call.Server+"."+call.Tool)
 			callsMu.Unlock()
-			attrs := []any{slog.String("conversation", conv.id), slog.String("tool", call.Server+"."+call.Tool),
+			attrs := []any{slog.String("conversation", conv.ID), slog.String("tool", call.Server+"."+call.Tool),
 				slog.Int64("durationMs", call.Duration.Milliseconds())}
 			if call.Err != nil {
 				attrs = append(attrs, slog.String("outcome", "error"), slog.String("err", call.Err.Error()))
@@ -397,13 +464,24 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 		out.Error = &ExecError{Kind: string(res.Error.Kind), Message: res.Error.Message,
 			Line: res.Error.Line, Column: res.Error.Column, Stack: res.Error.Stack}
 	}
+	if err := c.convs.CheckWorkspace(conv); err != nil && out.Error == nil {
+		out.Error = &ExecError{Kind: "output_limit", Message: err.Error()}
+	}
 	sum := sha256.Sum256([]byte(code))
 	outcome := "ok"
 	if out.Error != nil {
 		outcome = out.Error.Kind
 	}
+	// Record even when the caller's ctx ended with the run.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.convs.Record(rctx, opts.Principal, conv.ID, conversation.Execution{
+		Code: code, Tools: out.ToolCalls, Outcome: outcome, Started: started, Elapsed: res.Duration,
+	}); err != nil {
+		c.log.Error("record execution", slog.String("conversation", conv.ID), slog.String("err", err.Error()))
+	}
 	c.audit.Info("execution",
-		slog.String("conversation", conv.id),
+		slog.String("conversation", conv.ID),
 		slog.String("principal", opts.Principal),
 		slog.String("codeSha256", hex.EncodeToString(sum[:])),
 		slog.String("permissions", perms.String()),
@@ -438,7 +516,7 @@ func (c *Conductor) serverTools(server string) ([]tsgen.Tool, error) {
 	for _, st := range c.hub.Status() {
 		if st.Server == server {
 			known = true
-			if st.State != upstream.StateUp && st.State != upstream.StateLazy {
+			if st.State == upstream.StateDown && !c.hasCached(server) {
 				return nil, fmt.Errorf("server %q is %s: %s", server, st.State, st.Err)
 			}
 		}
@@ -470,8 +548,9 @@ func (c *Conductor) serverNames() []string {
 }
 
 // writeModule makes sure conv's mcp/<server>.ts holds the current module and
-// returns its path. The file is rewritten only when its content changes.
-func (c *Conductor) writeModule(conv *conversation, server string) (string, error) {
+// returns its path. The file is rewritten only when its content changes;
+// concurrent runs of one conversation take turns.
+func (c *Conductor) writeModule(conv *conversation.Conversation, server string) (string, error) {
 	tools, err := c.serverTools(server)
 	if err != nil {
 		return "", err
@@ -480,52 +559,61 @@ func (c *Conductor) writeModule(conv *conversation, server string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(src))
-	h := hex.EncodeToString(sum[:])
-	path := filepath.Join(conv.dir, "mcp", tsgen.FileName(server))
-	conv.mu.Lock()
-	defer conv.mu.Unlock()
-	if conv.modules[server] == h {
-		if _, err := os.Stat(path); err == nil {
-			return path, nil
-		}
+	path := filepath.Join(conv.Dir, "mcp", tsgen.FileName(server))
+	defer c.convs.Lock(conv.Dir)()
+	if old, err := os.ReadFile(path); err == nil && string(old) == src {
+		return path, nil
 	}
 	tmp := path + ".tmp"
+	os.Remove(tmp) // left by a crash; read-only, so WriteFile cannot truncate it
 	if err := os.WriteFile(tmp, []byte(src), 0o444); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
-	conv.modules[server] = h
 	return path, nil
 }
 
 // ToolMatch is one search result.
 type ToolMatch = catalog.Result
 
-// FindTools searches the tool catalog by meaning. Tools already loaded in
-// the conversation are marked Loaded.
+// FindTools searches the tool catalog by meaning for the local user's
+// conversation convID ("" searches without a conversation).
 func (c *Conductor) FindTools(ctx context.Context, convID, query string, limit int) ([]ToolMatch, error) {
+	return c.FindToolsFor(ctx, "", convID, query, limit)
+}
+
+// FindToolsFor searches the tool catalog by meaning for principal's
+// conversation convID ("" searches without a conversation). In a
+// conversation, tools of servers it already imports and tools often used
+// with the ones it loaded or called rank higher; the first limit results are
+// tools it has not loaded, followed by the matching loaded tools, marked
+// Loaded and without description (the agent has their declarations).
+func (c *Conductor) FindToolsFor(ctx context.Context, principal, convID, query string, limit int) ([]ToolMatch, error) {
 	ix := c.index.Load()
 	if ix == nil {
 		return nil, errors.New("conductor: not started")
 	}
-	opts := catalog.SearchOptions{Limit: limit}
-	if convID != "" {
-		conv, err := c.conversation(convID)
-		if err != nil {
-			return nil, err
-		}
-		conv.mu.Lock()
-		loaded := make(map[string]bool, len(conv.loaded))
-		for k := range conv.loaded {
-			loaded[k] = true
-		}
-		conv.mu.Unlock()
-		opts.Loaded = func(key string) bool { return loaded[key] }
+	if limit <= 0 {
+		limit = 10
 	}
-	return ix.Search(ctx, query, opts)
+	if convID == "" {
+		return ix.Search(ctx, query, catalog.SearchOptions{Limit: limit})
+	}
+	conv, err := c.conversation(ctx, principal, convID)
+	if err != nil {
+		return nil, err
+	}
+	a, err := conversation.LoadAffinity(ctx, c.st, append(slices.Clone(conv.Loaded), conv.Called...), conv.Servers)
+	if err != nil {
+		return nil, err
+	}
+	loaded := make(map[string]bool, len(conv.Loaded))
+	for _, k := range conv.Loaded {
+		loaded[k] = true
+	}
+	return conversation.Search(ctx, ix, query, limit, loaded, a)
 }
 
 // ToolSpec is what load_tools returns for some tools of one server.
@@ -533,13 +621,23 @@ type ToolSpec struct {
 	Server       string `json:"server"`
 	Import       string `json:"import"`
 	Declarations string `json:"declarations"`
+	// Suggestions are tools ("server.tool") often used together with these
+	// ones in earlier programs and conversations, not loaded yet; the agent
+	// may want to load them too.
+	Suggestions []string `json:"suggestions,omitempty"`
 }
 
-// LoadToolSpec returns the TypeScript declarations and import lines of the
-// named tools ("server.tool"), writes their modules into the conversation's
-// mcp/ directory and marks them loaded.
+// LoadToolSpec is LoadToolSpecFor for the local user.
 func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...string) ([]ToolSpec, error) {
-	conv, err := c.conversation(convID)
+	return c.LoadToolSpecFor(ctx, "", convID, names...)
+}
+
+// LoadToolSpecFor returns the TypeScript declarations and import lines of
+// the named tools ("server.tool"), writes their modules into principal's
+// conversation's mcp/ directory and marks them loaded. Unknown names fail
+// the whole call with "did you mean" hints.
+func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID string, names ...string) ([]ToolSpec, error) {
+	conv, err := c.conversation(ctx, principal, convID)
 	if err != nil {
 		return nil, err
 	}
@@ -553,7 +651,7 @@ func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...st
 			unknown = append(unknown, name)
 			continue
 		}
-		t, found := c.hub.Tool(server, tool)
+		t, found := c.tool(server, tool)
 		if !found || !c.bridge.Exposed(t.Server, t.Tool.Name) {
 			unknown = append(unknown, name)
 			continue
@@ -577,6 +675,7 @@ func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...st
 		return nil, errors.New(strings.Join(parts, "; "))
 	}
 	var specs []ToolSpec
+	var keys []string
 	for _, server := range order {
 		tools, err := c.serverTools(server)
 		if err != nil {
@@ -590,43 +689,65 @@ func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...st
 			return nil, err
 		}
 		specs = append(specs, ToolSpec{Server: server, Import: tsgen.ImportLine(server), Declarations: decl})
-		conv.mu.Lock()
 		for _, t := range byServer[server] {
-			conv.loaded[server+"."+t] = true
+			keys = append(keys, server+"."+t)
 		}
-		conv.mu.Unlock()
+	}
+	conv, err = c.convs.MarkLoaded(ctx, principal, convID, keys)
+	if err != nil {
+		return nil, err
+	}
+	loaded := make(map[string]bool, len(conv.Loaded))
+	for _, k := range conv.Loaded {
+		loaded[k] = true
+	}
+	skip := func(k string) bool {
+		if loaded[k] {
+			return true
+		}
+		s, t, _ := strings.Cut(k, ".")
+		_, ok := c.tool(s, t)
+		return !ok || !c.bridge.Exposed(s, t)
+	}
+	for i := range specs {
+		var mine []string
+		for _, t := range byServer[specs[i].Server] {
+			mine = append(mine, specs[i].Server+"."+t)
+		}
+		a, err := conversation.LoadAffinity(ctx, c.st, mine, nil)
+		if err != nil {
+			return nil, err
+		}
+		specs[i].Suggestions = a.Suggest(3, skip)
 	}
 	return specs, nil
 }
 
-// Context is the conversation's fragment for the system prompt: the modules
-// it can import and the tools already loaded.
-func (c *Conductor) Context(convID string) string {
-	c.mu.Lock()
-	conv, ok := c.convs[convID]
-	c.mu.Unlock()
-	if !ok {
+// Context is ContextFor for the local user.
+func (c *Conductor) Context(convID string) string { return c.ContextFor("", convID) }
+
+// ContextFor is the fragment of principal's conversation for the system
+// prompt: the modules it can import and the tools already loaded, e.g.
+//
+//	Available modules: import * as filesystem from "./mcp/filesystem.ts";
+//	Already loaded: filesystem.read_text_file
+//
+// It is empty for an unknown conversation, one with nothing loaded, or when
+// the store cannot be read (logged).
+func (c *Conductor) ContextFor(principal, convID string) string {
+	if c.convs == nil || !conversation.ValidID(convID) {
 		return ""
 	}
-	conv.mu.Lock()
-	defer conv.mu.Unlock()
-	if len(conv.loaded) == 0 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conv, err := c.convs.Get(ctx, principal, convID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			c.log.Error("read conversation context", slog.String("conversation", convID), slog.String("err", err.Error()))
+		}
 		return ""
 	}
-	servers := map[string]bool{}
-	var loaded []string
-	for k := range conv.loaded {
-		loaded = append(loaded, k)
-		s, _, _ := strings.Cut(k, ".")
-		servers[s] = true
-	}
-	sort.Strings(loaded)
-	var imports []string
-	for s := range servers {
-		imports = append(imports, tsgen.ImportLine(s))
-	}
-	sort.Strings(imports)
-	return "Available modules: " + strings.Join(imports, " ") + "\nAlready loaded: " + strings.Join(loaded, ", ")
+	return conversation.Fragment(conv)
 }
 
 // Status describes the upstream servers.
@@ -646,11 +767,13 @@ func (c *Conductor) SearchReady() (tools int, vectors bool) {
 	return ix.Len(), ix.HasVectors()
 }
 
-// hubAdapter gives the bridge what it needs of the hub.
-type hubAdapter struct{ h *upstream.Hub }
+// hubAdapter gives the bridge what it needs of the hub, with cached specs
+// standing in for servers that are not up yet (a lazy server starts on its
+// first call).
+type hubAdapter struct{ c *Conductor }
 
 func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
-	t, ok := a.h.Tool(server, tool)
+	t, ok := a.c.tool(server, tool)
 	if !ok {
 		return nil, false
 	}
@@ -662,7 +785,7 @@ func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
 }
 
 func (a hubAdapter) Call(ctx context.Context, server, tool string, args json.RawMessage) (*mcp.CallToolResult, error) {
-	return a.h.Call(ctx, server, tool, args)
+	return a.c.hub.Call(ctx, server, tool, args)
 }
 
 // modelEmbedder adapts the local model to the catalog.
