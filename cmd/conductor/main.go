@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/mcp-conductor/conductor/internal/deps"
 	"github.com/mcp-conductor/conductor/internal/embed"
 	"github.com/mcp-conductor/conductor/internal/server"
+	"github.com/mcp-conductor/conductor/internal/telemetry"
 	"github.com/mcp-conductor/conductor/internal/toolchain"
 )
 
@@ -103,6 +105,9 @@ type common struct {
 	config   string
 	auditLog string
 	logLevel string
+	// metrics, when set (HTTP serving), also counts the tool calls the
+	// audit log records.
+	metrics *telemetry.Metrics
 }
 
 func newCommon(name string, stderr io.Writer) *common {
@@ -139,6 +144,9 @@ func (c *common) loggers(stderr io.Writer, quiet bool) (*slog.Logger, *slog.Logg
 	} else if quiet {
 		audit = slog.New(slog.DiscardHandler)
 	}
+	if c.metrics != nil {
+		audit = slog.New(telemetry.AuditHandler(audit.Handler(), c.metrics))
+	}
 	return log, audit, closeFn, nil
 }
 
@@ -167,8 +175,12 @@ func (c *common) start(ctx context.Context, stderr io.Writer, quiet bool) (*cond
 func cmdServe(ctx context.Context, args []string, stderr io.Writer, allowHTTP bool) error {
 	c := newCommon("stdio", stderr)
 	var httpAddr string
+	var stateless bool
+	var grace time.Duration
 	if allowHTTP {
-		c.fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP at ADDR/mcp instead of stdio")
+		c.fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP at ADDR/mcp instead of stdio (host defaults to 127.0.0.1)")
+		c.fs.BoolVar(&stateless, "stateless", false, "HTTP without sessions, for replicas behind a load balancer (share state with a redis:// store)")
+		c.fs.DurationVar(&grace, "grace", 30*time.Second, "on SIGTERM, how long running programs may finish before they are killed")
 	}
 	if err := c.fs.Parse(args); err != nil {
 		return err
@@ -176,19 +188,89 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, allowHTTP bo
 	if c.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(c.fs.Args(), " "))
 	}
-	if httpAddr != "" {
-		return errors.New("--http: streamable HTTP serving is not available in this build yet; use stdio")
+	if httpAddr == "" {
+		if stateless {
+			return errors.New("--stateless needs --http")
+		}
+		cd, done, err := c.start(ctx, stderr, false)
+		if err != nil {
+			return err
+		}
+		defer done()
+		srv := server.New(cd, nil)
+		if err := srv.ServeStdio(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
 	}
-	cd, done, err := c.start(ctx, stderr, false)
+	return serveHTTP(ctx, c, stderr, httpAddr, stateless, grace)
+}
+
+// serveHTTP runs `conductor start --http ADDR` until SIGINT/SIGTERM, then
+// shuts down gracefully (see server.Serve) and stops the upstream servers.
+func serveHTTP(ctx context.Context, c *common, stderr io.Writer, addr string, stateless bool, grace time.Duration) error {
+	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
-	defer done()
-	srv := server.New(cd, nil)
-	if err := srv.ServeStdio(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+	addr, err = listenAddr(addr, cfg.HTTP.Token != "" || cfg.HTTP.JWTIssuer != "")
+	if err != nil {
 		return err
 	}
-	return nil
+	if grace <= 0 {
+		return errors.New("--grace must be positive")
+	}
+	c.metrics = telemetry.New()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http: %w", err)
+	}
+	// Start before serving: /readyz answers once the conductor can run code.
+	cd, done, err := c.start(ctx, stderr, false)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer done()
+	var level slog.Level
+	level.UnmarshalText([]byte(c.logLevel)) // c.start checked it
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	srv := server.New(cd, log)
+	srv.SetMetrics(c.metrics)
+	opts := server.HTTPOptions{
+		Token:                   cfg.HTTP.Token,
+		AllowedOrigins:          cfg.HTTP.AllowedOrigins,
+		MaxBodyBytes:            cfg.HTTP.MaxBodyBytes,
+		RatePerSecond:           cfg.HTTP.RatePerSecond,
+		RateBurst:               cfg.HTTP.RateBurst,
+		MaxConcurrentExecutions: cfg.HTTP.MaxConcurrentExecutions,
+		Stateless:               stateless,
+		Grace:                   grace,
+	}
+	if cfg.HTTP.JWTIssuer != "" {
+		opts.JWT = &server.JWTOptions{Issuer: cfg.HTTP.JWTIssuer, Audience: cfg.HTTP.JWTAudience, JWKSURL: cfg.HTTP.JWKSURL}
+	}
+	log.Info("serving streamable HTTP", slog.String("url", "http://"+ln.Addr().String()+"/mcp"), slog.Bool("stateless", stateless))
+	return srv.Serve(ctx, ln, opts)
+}
+
+// listenAddr defaults the host to 127.0.0.1 and refuses a non-loopback
+// address unless callers must authenticate.
+func listenAddr(addr string, auth bool) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: want HOST:PORT or :PORT: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && !auth {
+		return "", fmt.Errorf("--http %s: refusing to listen on a non-loopback address without authentication; "+
+			"set %s (or http.token, or http.jwt in the config file), or bind 127.0.0.1", addr, config.EnvHTTPToken)
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 func cmdExec(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

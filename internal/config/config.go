@@ -135,4 +135,20 @@ type HTTP struct {
 	// secret: it never appears in errors, logs or Redacted.
 	Token          string
 	AllowedOrigins []string
+
+	// JWTIssuer, when set, also accepts JWT access tokens signed by this
+	// issuer's keys (OAuth 2.1 resource server) for JWTAudience, which is
+	// then required. JWKSURL overrides the jwks_uri found by discovery.
+	JWTIssuer   string
+	JWTAudience string
+	JWKSURL     string
+	// MaxBodyBytes caps one request body; 0 means 4 MiB.
+	MaxBodyBytes int64
+	// RatePerSecond and RateBurst bound MCP requests per principal; 0 means
+	// unlimited.
+	RatePerSecond float64
+	RateBurst     int
+	// MaxConcurrentExecutions bounds execute_code runs in flight per
+	// principal; 0 means unlimited.
+	MaxConcurrentExecutions int
 }

@@ -720,5 +720,78 @@ func (d *fileDec) http(p string, v any) {
 			}
 			h.AllowedOrigins = l
 		},
+		"jwt": func(fp string, v any) {
+			d.object(fp, v, map[string]func(string, any){
+				"issuer": func(fp string, v any) {
+					if s, ok := d.str(fp, v); ok {
+						if err := checkHTTPURL(s); err != nil {
+							d.errf(fp, "%v", err)
+							return
+						}
+						h.JWTIssuer = s
+					}
+				},
+				"audience": func(fp string, v any) {
+					if s, ok := d.str(fp, v); ok {
+						h.JWTAudience = s
+					}
+				},
+				"jwksURL": func(fp string, v any) {
+					if s, ok := d.str(fp, v); ok {
+						if err := checkHTTPURL(s); err != nil {
+							d.errf(fp, "%v", err)
+							return
+						}
+						h.JWKSURL = s
+					}
+				},
+			})
+			if h.JWTIssuer != "" && h.JWTAudience == "" {
+				d.errf(fp+".audience", "required with an issuer (the resource identifier tokens must name in aud)")
+			}
+			if h.JWTIssuer == "" && (h.JWTAudience != "" || h.JWKSURL != "") {
+				d.errf(fp+".issuer", "required (audience and jwksURL need it)")
+			}
+		},
+		"maxBodyBytes": func(fp string, v any) {
+			if n, ok := d.integer(fp, v); ok {
+				if n < 1024 {
+					d.errf(fp, "%d: must be at least 1024 bytes", n)
+					return
+				}
+				h.MaxBodyBytes = n
+			}
+		},
+		"maxConcurrentExecutions": func(fp string, v any) {
+			if n, ok := d.integer(fp, v); ok {
+				if n < 0 {
+					d.errf(fp, "%d: must be 0 (unlimited) or more", n)
+					return
+				}
+				h.MaxConcurrentExecutions = int(n)
+			}
+		},
+		"rateLimit": func(fp string, v any) {
+			d.object(fp, v, map[string]func(string, any){
+				"perSecond": func(fp string, v any) {
+					n, ok := v.(json.Number)
+					f, err := n.Float64()
+					if !ok || err != nil || f < 0 {
+						d.errf(fp, "must be a number of requests per second, 0 (unlimited) or more")
+						return
+					}
+					h.RatePerSecond = f
+				},
+				"burst": func(fp string, v any) {
+					if n, ok := d.integer(fp, v); ok {
+						if n < 0 {
+							d.errf(fp, "%d: must be 0 or more", n)
+							return
+						}
+						h.RateBurst = int(n)
+					}
+				},
+			})
+		},
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"crypto/rand"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	conductor "github.com/mcp-conductor/conductor"
+	"github.com/mcp-conductor/conductor/internal/telemetry"
 )
 
 // Version is reported to clients in initialize.
@@ -25,11 +28,21 @@ var Version = "0.1.0"
 
 // Server builds MCP servers bound to one Conductor.
 type Server struct {
-	c   *conductor.Conductor
-	log *slog.Logger
+	c       *conductor.Conductor
+	log     *slog.Logger
+	metrics *telemetry.Metrics
 
-	mu       sync.Mutex
-	sessions []*session
+	// runCtx ends when shutdown gives up waiting: every run's context is
+	// cancelled with it, which kills its sandbox.
+	runCtx     context.Context
+	cancelRuns context.CancelFunc
+	runs       sync.WaitGroup
+
+	mu        sync.Mutex
+	draining  bool                // no new runs (shutdown started)
+	sessions  map[*session]bool   // live sessions (stdio, stateful HTTP)
+	byID      map[string]*session // stateful HTTP sessions by Mcp-Session-Id
+	stateless map[string]*session // stateless HTTP: one server per principal
 }
 
 // New returns a Server for c. log may be nil.
@@ -37,9 +50,31 @@ func New(c *conductor.Conductor, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{c: c, log: log}
+	s := &Server{c: c, log: log, sessions: map[*session]bool{}, byID: map[string]*session{}, stateless: map[string]*session{}}
+	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
 	c.OnToolsChanged(s.refreshAll)
 	return s
+}
+
+// SetMetrics makes s report to m (sessions, upstream servers, executions,
+// searches). Call it once, before serving.
+func (s *Server) SetMetrics(m *telemetry.Metrics) {
+	s.metrics = m
+	m.GaugeFunc("conductor_sessions_active", "MCP sessions open (stdio and stateful HTTP); each has its default conversation.",
+		func() float64 { return float64(s.activeSessions()) })
+	m.Upstream(func() map[string]bool {
+		out := map[string]bool{}
+		for _, st := range s.c.Status() {
+			out[st.Server] = st.State == "up"
+		}
+		return out
+	})
+}
+
+func (s *Server) activeSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }
 
 // session is one MCP session's server and its default conversation.
@@ -49,6 +84,7 @@ type session struct {
 	principal string
 
 	mu   sync.Mutex
+	id   string // Mcp-Session-Id of a stateful HTTP session
 	conv string
 	desc string // current execute_code description
 }
@@ -56,18 +92,117 @@ type session struct {
 // NewSession makes the MCP server for one session of principal ("" for the
 // local stdio user). Its default conversation is created on first use.
 func (s *Server) NewSession(principal string) *mcp.Server {
-	ss := &session{s: s, principal: principal}
+	return s.newSession(principal, "", true).mcp
+}
+
+// newSession builds a session; conv presets its default conversation (the
+// stateless mode's fixed one). tracked sessions count as active until
+// dropSession.
+func (s *Server) newSession(principal, conv string, tracked bool) *session {
+	ss := &session{s: s, principal: principal, conv: conv}
 	ss.mcp = mcp.NewServer(&mcp.Implementation{Name: "mcp-conductor", Title: "MCP Conductor", Version: Version},
-		&mcp.ServerOptions{Instructions: instructions, Logger: s.log})
+		&mcp.ServerOptions{Instructions: instructions, Logger: s.log, GetSessionID: func() string {
+			id := rand.Text()
+			s.mu.Lock()
+			ss.mu.Lock()
+			ss.id = id
+			ss.mu.Unlock()
+			if s.sessions[ss] {
+				s.byID[id] = ss
+			}
+			s.mu.Unlock()
+			return id
+		}})
 	ss.addTools()
 	ss.mcp.AddResource(&mcp.Resource{URI: "conductor://context", Name: "context", MIMEType: "text/plain",
 		Description: "Modules and tools already loaded in this conversation (for the system prompt)."}, ss.readContext)
 	ss.mcp.AddPrompt(&mcp.Prompt{Name: "conductor_context",
 		Description: "The conversation's context: importable modules and loaded tools."}, ss.getPrompt)
+	if tracked {
+		s.mu.Lock()
+		s.sessions[ss] = true
+		s.mu.Unlock()
+	}
+	return ss
+}
+
+// dropSession forgets a session that ended (or never connected).
+func (s *Server) dropSession(ss *session) {
 	s.mu.Lock()
-	s.sessions = append(s.sessions, ss)
+	defer s.mu.Unlock()
+	delete(s.sessions, ss)
+	ss.mu.Lock()
+	id := ss.id
+	ss.mu.Unlock()
+	if id != "" && s.byID[id] == ss {
+		delete(s.byID, id)
+	}
+}
+
+// sessionClosed is called when the HTTP session id ended.
+func (s *Server) sessionClosed(id string) {
+	s.mu.Lock()
+	ss := s.byID[id]
 	s.mu.Unlock()
-	return ss.mcp
+	if ss != nil {
+		s.dropSession(ss)
+	}
+}
+
+// errDraining refuses new runs once shutdown started.
+var errDraining = errors.New("the conductor is shutting down; retry on another replica or later")
+
+// beginRun registers a run so that shutdown waits for it. The returned
+// context ends with ctx or when shutdown cancels all runs.
+func (s *Server) beginRun(ctx context.Context) (context.Context, func(), error) {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return nil, nil, errDraining
+	}
+	s.runs.Add(1)
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.runCtx, cancel)
+	return ctx, func() { stop(); cancel(); s.runs.Done() }, nil
+}
+
+// Drain stops new runs and waits until the running ones finish or ctx ends;
+// then it cancels those left, which kills their sandboxes, and waits for
+// their handlers to return. It reports whether all runs finished by
+// themselves.
+func (s *Server) Drain(ctx context.Context) bool {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	s.cancelRuns()
+	<-done
+	return false
+}
+
+// closeSessions ends every live session (their SSE streams close).
+func (s *Server) closeSessions() {
+	s.mu.Lock()
+	var list []*session
+	for ss := range s.sessions {
+		list = append(list, ss)
+	}
+	for _, ss := range s.stateless {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		for cs := range ss.mcp.Sessions() {
+			cs.Close()
+		}
+	}
 }
 
 // ServeStdio serves one session on stdin/stdout until the client leaves or
@@ -149,7 +284,13 @@ func (ss *session) refresh() {
 
 func (s *Server) refreshAll() {
 	s.mu.Lock()
-	sessions := append([]*session(nil), s.sessions...)
+	var sessions []*session
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	for _, ss := range s.stateless {
+		sessions = append(sessions, ss)
+	}
 	s.mu.Unlock()
 	for _, ss := range sessions {
 		ss.refresh()
@@ -192,13 +333,31 @@ func (ss *session) execute(ctx context.Context, req *mcp.CallToolRequest, in Exe
 	if in.TimeoutMs < 0 {
 		return errorResult("timeout_ms must be positive"), nil, nil
 	}
-	res, err := ss.s.c.Execute(ctx, conv, in.Code, conductor.ExecOptions{
-		Timeout:   time.Duration(in.TimeoutMs) * time.Millisecond,
-		Principal: ss.principal,
-	})
+	ctx, end, err := ss.s.beginRun(ctx)
 	if err != nil {
+		return errorResult(err.Error()), nil, nil
+	}
+	defer end()
+	timeout := time.Duration(in.TimeoutMs) * time.Millisecond
+	n := newNotifier(ctx, req, ss.s.c.Config(), timeout)
+	defer n.stop()
+	inFlight := ss.s.metrics.ExecStarted()
+	start := time.Now()
+	res, err := ss.s.c.Execute(ctx, conv, in.Code, conductor.ExecOptions{
+		Timeout:   timeout,
+		Principal: ss.principal,
+		OnLog:     n.log,
+	})
+	inFlight()
+	if err != nil {
+		ss.s.metrics.ObserveExecution("internal", time.Since(start), 0)
 		return nil, nil, err
 	}
+	outcome := "ok"
+	if res.Error != nil {
+		outcome = res.Error.Kind
+	}
+	ss.s.metrics.ObserveExecution(outcome, time.Since(start), len(res.Stdout)+len(res.Stderr)+len(res.Result))
 	return &mcp.CallToolResult{
 		Content:           []mcp.Content{&mcp.TextContent{Text: execText(res)}},
 		StructuredContent: res,
@@ -256,7 +415,9 @@ func (ss *session) search(ctx context.Context, req *mcp.CallToolRequest, in Sear
 	if limit > 50 {
 		limit = 50
 	}
+	start := time.Now()
 	res, err := ss.s.c.FindTools(ctx, conv, in.Query, limit)
+	ss.s.metrics.ObserveSearch(time.Since(start))
 	if err != nil {
 		return errorResult(err.Error()), nil, nil
 	}
