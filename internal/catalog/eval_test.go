@@ -53,3 +53,55 @@ func TestEvalSharedBM25(t *testing.T) {
 		t.Errorf("held-out BM25F R@5 %.4f MRR %.4f, want above the baseline 0.5098 / 0.4284", r.Recall5, r.MRR)
 	}
 }
+
+var evalReport = flag.Bool("eval-report", false, "print the BM25 / vector / hybrid table on the tuning and held-out splits of shared/eval with the real model")
+
+// TestEvalReport prints the quality table of the closing note:
+//
+//	go test ./internal/catalog/ -run TestEvalReport -eval-report -v
+//
+// Query vectors are computed once and cached on disk; latency columns are
+// then the search alone (the query embedding is BenchmarkEmbedQuery).
+func TestEvalReport(t *testing.T) {
+	if !*evalReport {
+		t.Skip("run with -eval-report")
+	}
+	tools, qs := loadShared(t)
+	e := realEmbedder(t)
+	ctx := context.Background()
+	cache := openFileCache(t, "vectors.bin")
+	qv := queryVectors(t, e, cache, qs)
+	tune, held := SplitQueries(qs, 0.3)
+	var reps []Report
+	var labels []string
+	for _, float := range []bool{false, true} {
+		ix, err := Build(ctx, tools, Options{Embedder: e, VectorCache: cache, tune: buildTuning{floatVectors: float}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vecs := "int8"
+		if float {
+			vecs = "float32"
+		}
+		for _, mode := range []Mode{BM25, Vector, Hybrid} {
+			if float && mode == BM25 {
+				continue
+			}
+			for si, part := range [][]Query{tune, held} {
+				r, err := Evaluate(ctx, ix, part, EvalOptions{Search: SearchOptions{Mode: mode}, queryVecs: qv})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reps = append(reps, r)
+				l := mode.String()
+				if mode != BM25 {
+					l += " " + vecs
+				}
+				labels = append(labels, l+" "+[]string{"tuning", "held-out"}[si])
+			}
+		}
+	}
+	var b strings.Builder
+	WriteTable(&b, reps, func(i int) string { return labels[i] })
+	t.Log("\n" + b.String())
+}
