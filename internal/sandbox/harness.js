@@ -41,6 +41,14 @@ const ObjectKeys = Object.keys;
 const ObjectDefineProperty = Object.defineProperty;
 const ObjectGetPrototypeOf = Object.getPrototypeOf;
 const ObjectPrototype = Object.prototype;
+const ArrayBufferCtor = ArrayBuffer;
+const ArrayBufferIsView = ArrayBuffer.isView;
+const WeakMapCtor = WeakMap;
+const WeakSetCtor = WeakSet;
+const RegExpCtor = RegExp;
+const AtomicsWait = Atomics.wait;
+const Int32ArrayCtor = Int32Array;
+const SharedArrayBufferCtor = SharedArrayBuffer;
 const StringCtor = String;
 const NumberIsFinite = Number.isFinite;
 const mapGet = MapCtor.prototype.get;
@@ -59,8 +67,11 @@ const addEventListener = globalThis.addEventListener.bind(globalThis);
 let secret = "";
 let resultMax = 1 << 20;
 
-function send(msg) {
-  const bytes = encode("\n\x1e" + secret + ":" + JSONstringify(msg) + "\n");
+// send writes one frame. Frames are JSON text the harness builds itself
+// (never JSON.stringify of an object: user code may have defined toJSON or
+// setters on Object.prototype).
+function send(text) {
+  const bytes = encode("\n\x1e" + secret + ":" + text + "\n");
   let off = 0;
   while (off < bytes.length) off += writeSync(call(u8Subarray, bytes, off));
 }
@@ -96,13 +107,17 @@ function conductorCall(server, tool, args) {
   try {
     encoded = JSONstringify(args === undefined ? {} : args);
   } catch (e) {
-    return PromiseCtor.reject(new ErrorCtor(`${server}.${tool}: arguments are not JSON: ${e?.message ?? e}`));
+    return PromiseCtor.reject(new ErrorCtor(`${server}.${tool}: arguments are not JSON: ${str(get(e, "message"), "")}`));
+  }
+  if (typeof encoded !== "string") {
+    return PromiseCtor.reject(new ErrorCtor(`${server}.${tool}: arguments are not JSON`));
   }
   const id = nextID++;
   return new PromiseCtor((resolve, reject) => {
     call(mapSet, pending, id, { resolve, reject, name: `${server}.${tool}` });
     // args travel as a JSON string inside the frame: user getters ran above.
-    send({ t: "call", id, server, tool, args: encoded });
+    send('{"t":"call","id":' + id + ',"server":' + JSONstringify(server) + ',"tool":' +
+      JSONstringify(tool) + ',"args":' + JSONstringify(encoded) + "}");
   });
 }
 
@@ -125,85 +140,143 @@ async function pump() {
   }
 }
 
-// Values JSON cannot hold get a faithful string form.
-function toJSONValue(v, seen) {
+// str converts without trusting user code: a throwing toString gives dflt.
+function str(x, dflt) {
+  if (x === undefined || x === null) return dflt;
+  try {
+    return StringCtor(x);
+  } catch {
+    return dflt;
+  }
+}
+
+function get(o, k) {
+  try {
+    return o[k];
+  } catch {
+    return undefined;
+  }
+}
+
+function safeInspect(v, opts) {
+  try {
+    return inspect(v, opts);
+  } catch {
+    return "[uninspectable]";
+  }
+}
+
+const quote = (s) => JSONstringify(s); // a string primitive: no toJSON involved
+
+// jsonText renders v as JSON text; values JSON cannot hold get a faithful
+// string form. It walks with captured built-ins and index loops only, so
+// user code that replaced iterators, Object.keys or setters on prototypes
+// changes nothing here.
+function jsonText(v, seen) {
   switch (typeof v) {
     case "string":
+      return quote(v);
     case "boolean":
-      return v;
+      return v ? "true" : "false";
     case "number":
-      return NumberIsFinite(v) ? v : StringCtor(v);
+      return NumberIsFinite(v) ? "" + v : quote("" + v);
     case "bigint":
-      return StringCtor(v) + "n";
+      return quote("" + v + "n");
     case "undefined":
-      return "undefined";
+      return quote("undefined");
     case "symbol":
     case "function":
-      return inspect(v);
+      return quote(safeInspect(v));
   }
-  if (v === null) return null;
-  if (call(setHas, seen, v)) return "[Circular]";
+  if (v === null) return "null";
+  if (call(setHas, seen, v)) return quote("[Circular]");
   if (typeof v.toJSON === "function") {
+    let j;
     try {
-      return toJSONValue(v.toJSON(), seen);
+      j = v.toJSON();
     } catch {
-      return inspect(v);
+      return quote(safeInspect(v));
+    }
+    call(setAdd, seen, v);
+    try {
+      return jsonText(j, seen);
+    } finally {
+      call(setDelete, seen, v);
     }
   }
   call(setAdd, seen, v);
   try {
     if (ArrayIsArray(v)) {
-      const out = [];
-      for (let i = 0; i < v.length; i++) out[i] = toJSONValue(v[i], seen);
-      return out;
+      let out = "[";
+      const n = v.length;
+      for (let i = 0; i < n; i++) {
+        if (i > 0) out += ",";
+        out += jsonText(v[i], seen);
+      }
+      return out + "]";
     }
     const proto = ObjectGetPrototypeOf(v);
     if (proto !== ObjectPrototype && proto !== null) {
       if (v instanceof MapCtor || v instanceof SetCtor || v instanceof ErrorCtor ||
-        v instanceof PromiseCtor || ArrayBuffer.isView(v) || v instanceof ArrayBuffer ||
-        v instanceof WeakMap || v instanceof WeakSet || v instanceof RegExp) {
-        return inspect(v, { depth: 4 });
+        v instanceof PromiseCtor || ArrayBufferIsView(v) || v instanceof ArrayBufferCtor ||
+        v instanceof WeakMapCtor || v instanceof WeakSetCtor || v instanceof RegExpCtor) {
+        return quote(safeInspect(v, { depth: 4 }));
       }
     }
-    const out = {};
-    for (const k of ObjectKeys(v)) {
+    let out = "{";
+    const keys = ObjectKeys(v);
+    let first = true;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
       const x = v[k];
       if (x === undefined) continue;
-      out[k] = toJSONValue(x, seen);
+      if (!first) out += ",";
+      first = false;
+      out += quote(k) + ":" + jsonText(x, seen);
     }
-    return out;
+    return out + "}";
   } finally {
     call(setDelete, seen, v);
   }
 }
 
 function describeError(e) {
-  if (e instanceof ErrorCtor || (e && typeof e === "object" && "message" in e)) {
-    let stack = "";
-    try {
-      stack = StringCtor(e.stack ?? "");
-    } catch {}
-    return { name: StringCtor(e.name ?? "Error"), message: StringCtor(e.message ?? ""), stack };
-  }
-  let text;
+  let isErr = false;
   try {
-    text = typeof e === "string" ? e : inspect(e);
-  } catch {
-    text = "uncaught value";
+    isErr = e instanceof ErrorCtor || (e !== null && typeof e === "object" && "message" in e);
+  } catch {}
+  if (isErr) {
+    return '{"name":' + quote(str(get(e, "name"), "Error")) + ',"message":' + quote(str(get(e, "message"), "")) +
+      ',"stack":' + quote(str(get(e, "stack"), "")) + "}";
   }
-  return { name: "Uncaught", message: text, stack: "" };
+  const text = typeof e === "string" ? e : safeInspect(e);
+  return '{"name":"Uncaught","message":' + quote(text) + ',"stack":""}';
 }
 
 let finished = false;
-function finish(msg) {
+// finish sends the last frame and waits, without running any more user
+// code, for the conductor to kill the whole process tree (exiting here would
+// orphan the program's subprocesses before the conductor could find them).
+function finish(text) {
   if (finished) return;
   finished = true;
-  send(msg);
+  send(text);
+  try {
+    AtomicsWait(new Int32ArrayCtor(new SharedArrayBufferCtor(4)), 0, 0, 10000);
+  } catch {}
   exit(0);
 }
 
+const doneEmpty = '{"t":"done","ok":true,"has":false}';
+
 function fail(e) {
-  finish({ t: "done", ok: false, error: describeError(e) });
+  let text;
+  try {
+    text = describeError(e);
+  } catch {
+    text = '{"name":"Error","message":"the program failed","stack":""}';
+  }
+  finish('{"t":"done","ok":false,"error":' + text + "}");
 }
 
 addEventListener("unhandledrejection", (ev) => {
@@ -236,7 +309,7 @@ try {
   ObjectDefineProperty(D, "exit", {
     value: (code) => {
       const c = code ?? 0;
-      if (c === 0) finish({ t: "done", ok: true, has: false });
+      if (c === 0) finish(doneEmpty);
       else fail({ name: "Exit", message: `program called Deno.exit(${c})` });
     },
     writable: false,
@@ -245,7 +318,7 @@ try {
 } catch {}
 hide("__conductor_call", conductorCall);
 
-send({ t: "ready" });
+send('{"t":"ready"}');
 const first = await readLine();
 if (first === null) exit(0);
 const run = JSONparse(first);
@@ -259,15 +332,14 @@ try {
   const key = run.resultKey;
   if (key && key in mod) {
     const value = mod[key];
-    if (value === undefined) finish({ t: "done", ok: true, has: false });
+    if (value === undefined) finish(doneEmpty);
     else {
-      let result = toJSONValue(value, new SetCtor());
-      let text = JSONstringify(result);
+      const text = jsonText(value, new SetCtor());
       if (text.length > resultMax) {
         fail({ name: "OutputLimit", message: `result is ${text.length} bytes, more than the limit of ${resultMax}` });
-      } else finish({ t: "done", ok: true, has: true, result });
+      } else finish('{"t":"done","ok":true,"has":true,"result":' + text + "}");
     }
-  } else finish({ t: "done", ok: true, has: false });
+  } else finish(doneEmpty);
 } catch (e) {
   fail(e);
 }

@@ -26,7 +26,9 @@ func narrow(p config.Permissions, wsRoot, dir string) config.Permissions {
 	for k, v := range p.Deny {
 		out.Deny[k] = append([]string(nil), v...)
 	}
-	if len(out.Write) > 0 {
+	// A deny-write of everything (a key with no values) must stay one: a
+	// scoped value would weaken it.
+	if v, all := out.Deny["write"]; len(out.Write) > 0 && !(all && len(v) == 0) {
 		out.Deny["write"] = appendUnique(out.Deny["write"], filepath.Join(dir, "mcp"))
 	}
 	return out

@@ -115,6 +115,9 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags 
 	stderrW.Close()
 	pid := cmd.Process.Pid
 	r.limit(pid, spec)
+	if r.onStart != nil {
+		r.onStart(pid)
+	}
 
 	run := &runState{
 		r:       r,
@@ -137,8 +140,20 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags 
 	timer := time.NewTimer(spec.Timeout)
 	waited := make(chan error, 1)
 	go func() {
-		readers.Wait()
-		waited <- cmd.Wait()
+		err := cmd.Wait()
+		// A process that escaped the kill (it double-forked away) may hold
+		// the pipes open: give the readers a moment to drain what the run
+		// wrote, then stop reading.
+		drained := make(chan struct{})
+		go func() { readers.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(time.Second):
+			stdoutR.Close()
+			stderrR.Close()
+			<-drained
+		}
+		waited <- err
 	}()
 	var waitErr error
 	select {
@@ -235,11 +250,17 @@ func (s *runState) stop(kind Kind, msg string) {
 	s.stopOnce.Do(func() { close(s.stopped) })
 }
 
-// kill SIGKILLs the whole process group.
+// kill SIGKILLs the whole process group and, the first time, every
+// descendant that left the group (a subprocess that called setsid).
 func (s *runState) kill() {
 	s.mu.Lock()
+	first := !s.killed
 	s.killed = true
 	s.mu.Unlock()
+	if first {
+		killTree(s.pid)
+		return
+	}
 	_ = syscall.Kill(-s.pid, syscall.SIGKILL)
 }
 
@@ -425,7 +446,9 @@ func (s *runState) call(id int64, server, tool string, args json.RawMessage) {
 	s.calls.Add(1)
 	go func() {
 		defer s.calls.Done()
-		v, err := s.spec.Calls(s.callCtx, server, tool, args)
+		// Arguments may hold text user code got from the runtime (a stack
+		// trace naming the harness): they leave the sandbox scrubbed.
+		v, err := s.spec.Calls(s.callCtx, server, tool, s.r.scrubJSON(args))
 		if s.callCtx.Err() != nil {
 			return
 		}
@@ -467,7 +490,7 @@ func (s *runState) fill(res *Result, waitErr error) {
 				res.Error = &Error{Kind: KindOutputLimit, Message: fmt.Sprintf(
 					"the result and output together are more than %d bytes", s.max)}
 			} else {
-				res.Value = s.done.Result
+				res.Value = s.r.scrubJSON(s.done.Result)
 			}
 		}
 	case s.done != nil:

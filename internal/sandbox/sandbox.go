@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +122,8 @@ type Runner struct {
 	gid     int
 	scrub   *strings.Replacer
 	log     *slog.Logger
+	// onStart, a test hook, learns the pid of every Deno process started.
+	onStart func(pid int)
 }
 
 // New checks the options and writes the harness file.
@@ -163,8 +166,14 @@ func New(opts Options) (*Runner, error) {
 	}
 	pairs := []string{}
 	add := func(path, label string) {
-		if path != "" {
-			pairs = append(pairs, "file://"+path, label, path, label)
+		if path == "" {
+			return
+		}
+		u := (&url.URL{Scheme: "file", Path: path}).String()
+		pairs = append(pairs, u, label, "file://"+path, label, path, label)
+		// The same path inside a JSON string (a result, tool arguments).
+		if q, _ := json.Marshal(path); string(q[1:len(q)-1]) != path {
+			pairs = append(pairs, string(q[1:len(q)-1]), label)
 		}
 	}
 	add(r.harness, "<harness>")
@@ -177,6 +186,20 @@ func New(opts Options) (*Runner, error) {
 	add(opts.Home, "<home>")
 	r.scrub = strings.NewReplacer(pairs...)
 	return r, nil
+}
+
+// scrubJSON removes host paths from JSON text. The labels need no escaping,
+// so valid JSON stays valid; if it did not, the text is kept as a string.
+func (r *Runner) scrubJSON(v json.RawMessage) json.RawMessage {
+	out := r.scrub.Replace(string(v))
+	if out == string(v) {
+		return v
+	}
+	if !json.Valid([]byte(out)) {
+		b, _ := json.Marshal(out)
+		return b
+	}
+	return json.RawMessage(out)
 }
 
 func (r *Runner) dropsPrivileges() bool { return r.uid != 0 && r.uid != os.Geteuid() }

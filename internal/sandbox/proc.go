@@ -1,0 +1,79 @@
+package sandbox
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// killTree SIGKILLs the process group led by pid and every descendant of pid,
+// including those that left the group with setsid. Everything found is
+// stopped first, so nothing can fork while the tree is walked. A process
+// that double-forked away (reparented to init) before this call is not
+// found: it needs --allow-run, which the administrator grants per program.
+func killTree(pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+	seen := map[int]bool{}
+	for range 8 {
+		fresh := false
+		for _, p := range descendants(pid) {
+			if !seen[p] {
+				seen[p] = true
+				fresh = true
+				_ = syscall.Kill(p, syscall.SIGSTOP)
+			}
+		}
+		if !fresh {
+			break
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for p := range seen {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// descendants lists the live descendants of pid from /proc.
+func descendants(pid int) []int {
+	f, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	children := map[int][]int{}
+	for _, name := range names {
+		p, err := strconv.Atoi(name)
+		if err != nil || p == pid {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+		st := string(b)
+		i := strings.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(st[i+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
