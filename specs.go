@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -164,4 +165,30 @@ func (c *Conductor) startSweeper() {
 		}
 		c.convs.SweepEvery(ctx, every)
 	})
+}
+
+// Run is one recorded execution of a conversation.
+type Run struct {
+	CodeSHA256 string        `json:"codeSha256"`
+	Tools      []string      `json:"tools,omitempty"`
+	Outcome    string        `json:"outcome"` // "ok" or the error kind
+	Started    time.Time     `json:"started"`
+	Duration   time.Duration `json:"duration"`
+}
+
+// History returns the recorded executions of principal's conversation
+// convID, oldest first (the last 50 are kept).
+func (c *Conductor) History(ctx context.Context, principal, convID string) ([]Run, error) {
+	if c.convs == nil {
+		return nil, errors.New("conductor: not started")
+	}
+	h, err := c.convs.History(ctx, principal, convID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Run, len(h))
+	for i, e := range h {
+		out[i] = Run{CodeSHA256: e.CodeSHA256, Tools: e.Tools, Outcome: e.Outcome, Started: e.Started, Duration: e.Duration}
+	}
+	return out, nil
 }
