@@ -8,13 +8,14 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -37,6 +38,7 @@ type Server struct {
 	runCtx     context.Context
 	cancelRuns context.CancelFunc
 	runs       sync.WaitGroup
+	running    atomic.Int64
 
 	mu        sync.Mutex
 	draining  bool                // no new runs (shutdown started)
@@ -161,10 +163,11 @@ func (s *Server) beginRun(ctx context.Context) (context.Context, func(), error) 
 		return nil, nil, errDraining
 	}
 	s.runs.Add(1)
+	s.running.Add(1)
 	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.runCtx, cancel)
-	return ctx, func() { stop(); cancel(); s.runs.Done() }, nil
+	return ctx, func() { stop(); cancel(); s.running.Add(-1); s.runs.Done() }, nil
 }
 
 // Drain stops new runs and waits until the running ones finish or ctx ends;
@@ -481,3 +484,4 @@ func (ss *session) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*m
 	return &mcp.GetPromptResult{Description: "Conversation context",
 		Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: text}}}}, nil
 }
+
