@@ -40,7 +40,7 @@ func npmTool(tb testing.TB, name string) string {
 // one rig, one after the other (restart) or at once (replicas on Redis).
 type rig struct {
 	dir, ws, data, store string
-	servers            bool
+	servers              bool
 }
 
 const notes = "Alice works at Acme."
