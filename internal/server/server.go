@@ -484,4 +484,3 @@ func (ss *session) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*m
 	return &mcp.GetPromptResult{Description: "Conversation context",
 		Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: text}}}}, nil
 }
-

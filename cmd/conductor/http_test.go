@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+type bearerRT struct{ token string }
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// startHTTP starts `conductor start --http 127.0.0.1:0 args...` and returns
+// the process, its /mcp URL and its stderr so far (a func).
+func startHTTPConductor(t *testing.T, env []string, args ...string) (*os.Process, string, func() string) {
+	t.Helper()
+	cmd := conductorCmd(t, env, append([]string{"start", "--http", "127.0.0.1:0"}, args...)...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	logc := make(chan string, 1000)
+	urlc := make(chan string, 1)
+	re := regexp.MustCompile(`"url":"(http://[^"]+)"`)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			logc <- line
+			if m := re.FindStringSubmatch(line); m != nil {
+				urlc <- m[1]
+			}
+		}
+		close(logc)
+	}()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(done) }()
+	stderr := func() string {
+		for {
+			select {
+			case l, ok := <-logc:
+				if !ok {
+					return log.String()
+				}
+				log.WriteString(l + "\n")
+			default:
+				return log.String()
+			}
+		}
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	select {
+	case u := <-urlc:
+		return cmd.Process, u, stderr
+	case <-done:
+		t.Fatalf("conductor exited before serving:\n%s", stderr())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("conductor did not start serving:\n%s", stderr())
+	}
+	return nil, "", nil
+}
+
+func TestStartHTTPRefusesPublicAddressWithoutToken(t *testing.T) {
+	cmd := conductorCmd(t, nil, "start", "--http", "0.0.0.0:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to listen on a non-loopback address without authentication") {
+		t.Fatalf("start --http 0.0.0.0:0 without token: err %v, output:\n%s", err, out)
+	}
+	if strings.Contains(string(out), "panic") {
+		t.Errorf("output: %s", out)
+	}
+}
+
+// TestStartHTTPServesAndShutsDownGracefully runs a real `conductor start
+// --http`, calls execute_code with the Go SDK client, then sends SIGTERM
+// while a program runs: the program finishes, the process exits 0 and
+// leaves no process behind.
+func TestStartHTTPServesAndShutsDownGracefully(t *testing.T) {
+	proc, url, stderr := startHTTPConductor(t, []string{"MCP_CONDUCTOR_HTTP_TOKEN=tok-123"}, "--grace", "20s")
+	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url,
+		HTTPClient: &http.Client{Transport: bearerRT{"tok-123"}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, stderr())
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "execute_code", Arguments: map[string]any{"code": "6 * 7"}})
+	if err != nil || res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "42") {
+		t.Fatalf("execute_code: %v %+v\n%s", err, res, stderr())
+	}
+
+	// Without the token: 401.
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST without token: %d, want 401", resp.StatusCode)
+	}
+
+	got := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "execute_code",
+			Arguments: map[string]any{"code": `await new Promise(r => setTimeout(r, 1500)); "done late"`}})
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- res.Content[0].(*mcp.TextContent).Text
+	}()
+	time.Sleep(500 * time.Millisecond)
+	kids := descendants(proc.Pid)
+	if len(kids) == 0 {
+		t.Error("no sandbox process seen while a program runs")
+	}
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; !strings.Contains(r, "done late") {
+		t.Errorf("run in flight at SIGTERM = %q, want it to finish\n%s", r, stderr())
+	}
+	st, err := proc.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Success() {
+		t.Errorf("exit status %v after SIGTERM\n%s", st, stderr())
+	}
+	for _, pid := range kids {
+		if alive(pid) {
+			t.Errorf("process %d (a child of the conductor) outlived it", pid)
+		}
+	}
+}
+
+// descendants lists the live descendants of pid.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := ppid(p); ok {
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// ppid reads the parent of a live (non-zombie) process.
+func ppid(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 || f[0] == "Z" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[1])
+	return n, err == nil
+}
+
+func alive(pid int) bool { _, ok := ppid(pid); return ok }
