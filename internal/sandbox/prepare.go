@@ -89,6 +89,8 @@ func prepare(code string, imp Importer) (*prepared, error) {
 		TsconfigRaw:       `{"compilerOptions":{"verbatimModuleSyntax":false,"useDefineForClassFields":true}}`,
 		IgnoreAnnotations: true,
 		TreeShaking:       api.TreeShakingFalse,
+		// V8 does not run decorators yet: esbuild lowers them.
+		Supported: map[string]bool{"decorators": false},
 	})
 	if len(res.Errors) > 0 {
 		return nil, buildError(res.Errors[0])
