@@ -182,10 +182,12 @@ func (p *prepared) captureLastExpression() {
 		if !isExpressionStatement(text) {
 			continue
 		}
-		expr := strings.TrimRight(strings.TrimSpace(text), ";")
+		body := strings.TrimRight(text, " \t\r\n")
+		tail := text[len(body):] // keep line breaks: later lines keep their numbers
+		expr := strings.TrimRight(strings.TrimSpace(body), ";")
 		key := "__conductor_result_" + randomHex(8)
 		prefix := "export const " + key + " = ("
-		p.js = p.js[:s.start] + prefix + expr + ");" + p.js[s.end:]
+		p.js = p.js[:s.start] + prefix + expr + ");" + tail + p.js[s.end:]
 		p.resultKey = key
 		p.prefixLine = strings.Count(p.js[:s.start], "\n") + 1
 		p.prefixCols = len(prefix)
