@@ -120,8 +120,8 @@ func TestVectorCachePersists(t *testing.T) {
 	}
 	q := "list the files in a folder"
 	v, _ := e2.Embed(ctx, []string{q})
-	r1 := ix.search(q, v[0], SearchOptions{})
-	r2 := ix2.search(q, v[0], SearchOptions{})
+	r1 := ix.search(q, v[0], nil, SearchOptions{})
+	r2 := ix2.search(q, v[0], nil, SearchOptions{})
 	if diff := cmp.Diff(r1, r2); diff != "" {
 		t.Errorf("search differs after restart (-first +second):\n%s", diff)
 	}

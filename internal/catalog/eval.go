@@ -158,16 +158,23 @@ func Evaluate(ctx context.Context, ix *Index, queries []Query, opts EvalOptions)
 		}
 		start := time.Now()
 		var embedMs float64
-		so.QueryVector = nil
+		so.QueryVector, so.clauseVecs = nil, nil
 		if needVec {
 			if v, ok := opts.queryVecs[q.Query]; ok {
 				so.QueryVector = v
+				so.clauseVecs = [][]float32{}
+				for _, c := range splitClauses(q.Query) {
+					so.clauseVecs = append(so.clauseVecs, opts.queryVecs[c])
+				}
 			} else {
-				vs, err := ix.embedder.Embed(ctx, []string{q.Query})
+				// Embed as Search would (request and parts in one call), timed
+				// on its own.
+				texts := append([]string{q.Query}, splitClauses(q.Query)...)
+				vs, err := ix.embedder.Embed(ctx, texts)
 				if err != nil {
 					return Report{}, fmt.Errorf("embed query %s: %w", q.ID, err)
 				}
-				so.QueryVector = vs[0]
+				so.QueryVector, so.clauseVecs = vs[0], vs[1:]
 				embedMs = ms(time.Since(start))
 			}
 		}

@@ -183,10 +183,12 @@ func queryVectors(t testing.TB, e Embedder, cache VectorCache, qs []Query) map[s
 	var keys []string
 	byKey := map[string]string{}
 	for _, q := range qs {
-		k := textKey(q.Query)
-		if _, ok := byKey[k]; !ok {
-			byKey[k] = q.Query
-			keys = append(keys, k)
+		for _, text := range append([]string{q.Query}, splitClauses(q.Query)...) {
+			k := textKey(text)
+			if _, ok := byKey[k]; !ok {
+				byKey[k] = text
+				keys = append(keys, k)
+			}
 		}
 	}
 	got, err := cache.Get(ctx, model, keys)

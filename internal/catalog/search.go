@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -51,8 +53,10 @@ type SearchOptions struct {
 	// (callers that embedded it already, e.g. evaluation).
 	QueryVector []float32
 
-	fusion *fusionParams // measurement only; nil means defaultFusion
-	expW   *float32      // measurement only; nil means expansionWeight
+	fusion     *fusionParams // measurement only; nil means defaultFusion
+	expW       *float32      // measurement only; nil means expansionWeight
+	clauseW    *float32      // measurement only; nil means clauseWeight
+	clauseVecs [][]float32   // vectors of splitClauses(query), when known
 }
 
 // Result is one ranked tool, compact enough to hand to an agent.
@@ -106,6 +110,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 type scratch struct {
 	bm, vec, fused []float32
+	part, best     []float32
 	top3           []float32
 	heap           []int32
 }
@@ -120,6 +125,7 @@ func (s *scratch) reset(n int) {
 		return b
 	}
 	s.bm, s.vec, s.fused = grow(s.bm), grow(s.vec), grow(s.fused)
+	s.part, s.best = grow(s.part), grow(s.best)
 	s.heap = s.heap[:0]
 }
 
@@ -128,20 +134,93 @@ func (s *scratch) reset(n int) {
 // without vectors answers Hybrid searches with BM25 alone.
 func (ix *Index) Search(ctx context.Context, query string, opts SearchOptions) ([]Result, error) {
 	qv := opts.QueryVector
-	if qv == nil && opts.Mode != BM25 && ix.HasVectors() && ix.embedder != nil {
-		v, err := ix.embedder.Embed(ctx, []string{query})
-		if err != nil {
-			return nil, fmt.Errorf("embed query: %w", err)
+	cv := opts.clauseVecs
+	if opts.Mode != BM25 && ix.HasVectors() && ix.embedder != nil && (qv == nil || cv == nil) {
+		texts := []string{query}
+		clauses := splitClauses(query)
+		if qv != nil {
+			texts = nil
 		}
-		if len(v) != 1 || len(v[0]) != ix.vec.dim {
-			return nil, fmt.Errorf("embed query: bad vector")
+		texts = append(texts, clauses...)
+		if len(texts) > 0 {
+			v, err := ix.embedder.Embed(ctx, texts)
+			if err != nil {
+				return nil, fmt.Errorf("embed query: %w", err)
+			}
+			if len(v) != len(texts) {
+				return nil, fmt.Errorf("embed query: %d vectors for %d texts", len(v), len(texts))
+			}
+			for _, x := range v {
+				if len(x) != ix.vec.dim {
+					return nil, fmt.Errorf("embed query: vector of %d floats, want %d", len(x), ix.vec.dim)
+				}
+			}
+			if qv == nil {
+				qv, v = v[0], v[1:]
+			}
+			cv = v
 		}
-		qv = v[0]
 	}
-	return ix.search(query, qv, opts), nil
+	return ix.search(query, qv, cv, opts), nil
 }
 
-func (ix *Index) search(query string, qv []float32, opts SearchOptions) []Result {
+// splitClauses splits a long request into its parts ("find the best
+// selling GPUs on Amazon and give me the links" → two), each of which may
+// need its own tool. A request of one part yields nothing.
+func splitClauses(q string) []string {
+	var parts []string
+	for _, p := range clauseSep.Split(q, -1) {
+		if len(tokenize(p, nil)) >= 2 {
+			parts = append(parts, strings.TrimSpace(p))
+		}
+	}
+	if len(parts) < 2 {
+		return nil
+	}
+	return parts[:min(len(parts), 4)]
+}
+
+var clauseSep = regexp.MustCompile(`(?i)[;,.!?]\s+|\s+(?:and then|and also|and|then|also|plus|as well as|after that)\s+`)
+
+// scoreText writes the scores of every tool for one text (the request or
+// one of its parts) into out, and says whether it is all-positive (a
+// vector signal was used).
+func (ix *Index) scoreText(text string, qv []float32, opts SearchOptions, s *scratch, out []float32) (dense bool) {
+	clear(s.bm)
+	clear(s.vec)
+	useBM := opts.Mode != Vector
+	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+	if useBM {
+		expW := float32(expansionWeight)
+		if opts.expW != nil {
+			expW = *opts.expW
+		}
+		ix.bm.score(queryTerms(text, expW), s.bm)
+	}
+	if useVec {
+		ix.vec.cosines(qv, s.vec)
+	}
+	fp := defaultFusion
+	if opts.fusion != nil {
+		fp = *opts.fusion
+	}
+	switch {
+	case useBM && useVec:
+		fuse(fp, s.bm, s.vec, out)
+	case useBM:
+		copy(out, s.bm)
+	case useVec:
+		copy(out, s.vec)
+	default:
+		clear(out)
+	}
+	if fp.serverWeight > 0 && ix.nServers > 1 {
+		ix.addServerEvidence(out, fp.serverWeight, s)
+	}
+	return useVec
+}
+
+func (ix *Index) search(query string, qv []float32, cv [][]float32, opts SearchOptions) []Result {
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = 10
@@ -150,44 +229,42 @@ func (ix *Index) search(query string, qv []float32, opts SearchOptions) []Result
 	if n == 0 {
 		return nil
 	}
+	if opts.Mode == Vector && (!ix.HasVectors() || len(qv) != ix.vec.dim) {
+		return nil
+	}
 	s := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(s)
 	s.reset(n)
 
-	useBM := opts.Mode != Vector
-	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
-	if opts.Mode == Vector && !useVec {
-		return nil
-	}
-	if useBM {
-		expW := float32(expansionWeight)
-		if opts.expW != nil {
-			expW = *opts.expW
-		}
-		ix.bm.score(queryTerms(query, expW), s.bm)
-	}
-	if useVec {
-		ix.vec.cosines(qv, s.vec)
-	}
 	fused := s.fused
-	switch {
-	case useBM && useVec:
-		fp := defaultFusion
-		if opts.fusion != nil {
-			fp = *opts.fusion
+	dense := ix.scoreText(query, qv, opts, s, fused)
+	cw := float32(clauseWeight)
+	if opts.clauseW != nil {
+		cw = *opts.clauseW
+	}
+	if clauses := splitClauses(query); len(clauses) > 1 && cw > 0 {
+		// Each part of a long request votes for its own best tools, so
+		// a tool only one part needs is not drowned by the others. Parts
+		// are scored on candidates only (the request's best tools and
+		// the part's best keyword matches) to keep long requests fast on
+		// large catalogs.
+		normMax(fused)
+		best := s.best
+		clear(best)
+		base := topN(fused, clauseCandidates)
+		for c, text := range clauses {
+			var v []float32
+			if c < len(cv) {
+				v = cv[c]
+			}
+			ix.scorePart(text, v, base, opts, s)
+			for i, x := range s.part {
+				best[i] = max(best[i], x)
+			}
 		}
-		fuse(fp, s.bm, s.vec, fused)
-	case useBM:
-		copy(fused, s.bm)
-	default:
-		copy(fused, s.vec)
-	}
-	fp := defaultFusion
-	if opts.fusion != nil {
-		fp = *opts.fusion
-	}
-	if fp.serverWeight > 0 && ix.nServers > 1 {
-		ix.addServerEvidence(fused, fp.serverWeight, s)
+		for i := range fused {
+			fused[i] += cw * best[i]
+		}
 	}
 
 	// Top candidates: extra room so folding duplicates still fills limit.
@@ -195,7 +272,7 @@ func (ix *Index) search(query string, qv []float32, opts SearchOptions) []Result
 	h := s.heap
 	for i := range n {
 		sc := fused[i]
-		if useBM && !useVec && sc <= 0 {
+		if !dense && sc <= 0 {
 			continue
 		}
 		if opts.Exclude != nil && opts.Exclude(ix.keys[i]) {
@@ -277,6 +354,92 @@ func (ix *Index) addServerEvidence(sc []float32, w float64, s *scratch) {
 		}
 		t := top[3*ix.server[i]:][:3]
 		sc[i] += float32(w) * (t[0] + t[1] + t[2]) / 3
+	}
+}
+
+// clauseCandidates bounds the tools a part of a request is scored on by
+// vector (plus as many of the part's best keyword matches).
+const clauseCandidates = 256
+
+// topN returns the indexes of the n largest values of x (all of them when
+// x is not longer than n).
+func topN(x []float32, n int) []int32 {
+	if len(x) <= n {
+		idx := make([]int32, len(x))
+		for i := range idx {
+			idx[i] = int32(i)
+		}
+		return idx
+	}
+	var h []int32
+	for i := range x {
+		h = pushTop(h, n, int32(i), x)
+	}
+	return h
+}
+
+// scorePart writes into s.part the max-normalized score of one part of a
+// request, for the tools in base and the part's best keyword matches
+// (0 elsewhere).
+func (ix *Index) scorePart(text string, qv []float32, base []int32, opts SearchOptions, s *scratch) {
+	n := len(ix.tools)
+	clear(s.bm)
+	clear(s.part)
+	useBM := opts.Mode != Vector
+	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+	if useBM {
+		expW := float32(expansionWeight)
+		if opts.expW != nil {
+			expW = *opts.expW
+		}
+		ix.bm.score(queryTerms(text, expW), s.bm)
+	}
+	if !useVec {
+		copy(s.part, s.bm)
+		normMax(s.part)
+		return
+	}
+	idx := base
+	if n > len(base) {
+		idx = append(slices.Clone(base), topN(s.bm, clauseCandidates)...)
+		slices.Sort(idx)
+		idx = slices.Compact(idx)
+	}
+	ix.vec.cosinesAt(qv, idx, s.vec)
+	bm := make([]float32, len(idx))
+	vec := make([]float32, len(idx))
+	for j, i := range idx {
+		bm[j], vec[j] = s.bm[i], s.vec[i]
+	}
+	out := make([]float32, len(idx))
+	fp := defaultFusion
+	if opts.fusion != nil {
+		fp = *opts.fusion
+	}
+	if useBM {
+		fuse(fp, bm, vec, out)
+	} else {
+		copy(out, vec)
+	}
+	normMax(out)
+	for j, i := range idx {
+		s.part[i] = out[j]
+	}
+}
+
+// clauseWeight is the weight of the best part's (max-normalized) score
+// added to the whole request's (max-normalized) score.
+const clauseWeight = 0.5
+
+// normMax scales x so its maximum is 1 (when positive).
+func normMax(x []float32) {
+	m := slices.Max(x)
+	if m <= 0 {
+		return
+	}
+	inv := 1 / m
+	for i := range x {
+		x[i] *= inv
 	}
 }
 

@@ -8,8 +8,9 @@ import (
 )
 
 var (
-	tune     = flag.Bool("tune", false, "sweep ranking parameters on the tuning split of shared/eval and log the figures")
-	confOnly = flag.Bool("tune-conf", false, "TestTuneFusion: sweep the vector-confidence scaling only")
+	tune       = flag.Bool("tune", false, "sweep ranking parameters on the tuning split of shared/eval and log the figures")
+	clauseOnly = flag.Bool("tune-clause", false, "TestTuneFusion: sweep the clause weight only")
+	confOnly   = flag.Bool("tune-conf", false, "TestTuneFusion: sweep the vector-confidence scaling only")
 )
 
 func tuningSplit(t *testing.T) ([]Tool, []Query) {
@@ -76,6 +77,14 @@ func TestTuneFusion(t *testing.T) {
 		run("vector", SearchOptions{Mode: Vector})
 		if float {
 			continue
+		}
+		if *clauseOnly {
+			for _, cw := range []float32{0, 0.25, 0.5, 0.75, 1} {
+				for _, mode := range []Mode{BM25, Hybrid} {
+					run(fmt.Sprintf("%s clauseW=%.2f", mode, cw), SearchOptions{Mode: mode, clauseW: &cw})
+				}
+			}
+			return
 		}
 		if *confOnly {
 			for _, c := range [][2]float64{{0, 0}, {0.15, 0.35}, {0.2, 0.4}, {0.25, 0.45}, {0.2, 0.6}, {0.3, 0.5}} {

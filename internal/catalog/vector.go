@@ -314,6 +314,18 @@ func (vi *vectorIndex) cosines(q []float32, out []float32) {
 	}
 }
 
+// cosinesAt is cosines for the tools in idx only.
+func (vi *vectorIndex) cosinesAt(q []float32, idx []int32, out []float32) {
+	dim := vi.dim
+	for _, i := range idx {
+		if vi.f != nil {
+			out[i] = dotF(q, vi.f[int(i)*dim:(int(i)+1)*dim])
+		} else {
+			out[i] = dotQ(q, vi.q[int(i)*dim:(int(i)+1)*dim]) * vi.scale[i]
+		}
+	}
+}
+
 func dotF(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
