@@ -623,3 +623,12 @@ func TestHTTPGracefulShutdown(t *testing.T) {
 }
 
 func (s *Server) runningForTest() int { return int(s.running.Load()) }
+
+func listenLoopback(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
