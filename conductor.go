@@ -779,7 +779,8 @@ func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
 	}
 	b, err := json.Marshal(t.Tool.InputSchema)
 	if err != nil {
-		return nil, true
+		// Fail closed: the schema "false" rejects every argument.
+		return json.RawMessage("false"), true
 	}
 	return b, true
 }
