@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,7 +30,7 @@ func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // startHTTP starts `conductor start --http 127.0.0.1:0 args...` and returns
 // the process, its /mcp URL and its stderr so far (a func).
-func startHTTPConductor(t *testing.T, env []string, args ...string) (*os.Process, string, func() string) {
+func startHTTPConductor(t *testing.T, env []string, args ...string) (*exec.Cmd, <-chan struct{}, string, func() string) {
 	t.Helper()
 	cmd := conductorCmd(t, env, append([]string{"start", "--http", "127.0.0.1:0"}, args...)...)
 	pr, pw := io.Pipe()
@@ -70,13 +74,13 @@ func startHTTPConductor(t *testing.T, env []string, args ...string) (*os.Process
 	})
 	select {
 	case u := <-urlc:
-		return cmd.Process, u, stderr
+		return cmd, done, u, stderr
 	case <-done:
 		t.Fatalf("conductor exited before serving:\n%s", stderr())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("conductor did not start serving:\n%s", stderr())
 	}
-	return nil, "", nil
+	return nil, nil, "", nil
 }
 
 func TestStartHTTPRefusesPublicAddressWithoutToken(t *testing.T) {
@@ -95,7 +99,8 @@ func TestStartHTTPRefusesPublicAddressWithoutToken(t *testing.T) {
 // while a program runs: the program finishes, the process exits 0 and
 // leaves no process behind.
 func TestStartHTTPServesAndShutsDownGracefully(t *testing.T) {
-	proc, url, stderr := startHTTPConductor(t, []string{"MCP_CONDUCTOR_HTTP_TOKEN=tok-123"}, "--grace", "20s")
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	cmd, exited, url, stderr := startHTTPConductor(t, []string{"MCP_CONDUCTOR_HTTP_TOKEN=tok-123"}, "--grace", "20s", "--audit-log", auditPath)
 	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -131,27 +136,54 @@ func TestStartHTTPServesAndShutsDownGracefully(t *testing.T) {
 		got <- res.Content[0].(*mcp.TextContent).Text
 	}()
 	time.Sleep(500 * time.Millisecond)
-	kids := descendants(proc.Pid)
+	kids := descendants(cmd.Process.Pid)
 	if len(kids) == 0 {
 		t.Error("no sandbox process seen while a program runs")
 	}
-	if err := proc.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-got; !strings.Contains(r, "done late") {
 		t.Errorf("run in flight at SIGTERM = %q, want it to finish\n%s", r, stderr())
 	}
-	st, err := proc.Wait()
-	if err != nil {
-		t.Fatal(err)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("conductor still running 30 s after SIGTERM\n%s", stderr())
 	}
-	if !st.Success() {
+	if st := cmd.ProcessState; !st.Success() {
 		t.Errorf("exit status %v after SIGTERM\n%s", st, stderr())
 	}
 	for _, pid := range kids {
 		if alive(pid) {
 			t.Errorf("process %d (a child of the conductor) outlived it", pid)
 		}
+	}
+
+	// The audit log has one JSON record per run, with the principal and the
+	// code's hash, and never the token.
+	audit, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(audit), "tok-123") {
+		t.Error("the audit log contains the bearer token")
+	}
+	runs := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(audit)), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		if rec["msg"] == "execution" {
+			runs++
+			if rec["principal"] != "token" || len(fmt.Sprint(rec["codeSha256"])) != 64 || rec["outcome"] != "ok" || rec["conversation"] == "" {
+				t.Errorf("audit record %v: want principal token, codeSha256, outcome ok, conversation", rec)
+			}
+		}
+	}
+	if runs != 2 {
+		t.Errorf("audit log has %d execution records, want 2:\n%s", runs, audit)
 	}
 }
 

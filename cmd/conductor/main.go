@@ -108,6 +108,8 @@ type common struct {
 	// metrics, when set (HTTP serving), also counts the tool calls the
 	// audit log records.
 	metrics *telemetry.Metrics
+	// auditMaxMB > 0 rotates the --audit-log file at that size (servers).
+	auditMaxMB int
 }
 
 func newCommon(name string, stderr io.Writer) *common {
@@ -134,7 +136,14 @@ func (c *common) loggers(stderr io.Writer, quiet bool) (*slog.Logger, *slog.Logg
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	audit := log
 	closeFn := func() {}
-	if c.auditLog != "" {
+	if c.auditLog != "" && c.auditMaxMB > 0 {
+		w, err := telemetry.RotatingFile(c.auditLog, c.auditMaxMB)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
+		}
+		audit = slog.New(slog.NewJSONHandler(w, nil))
+		closeFn = func() { w.Close() }
+	} else if c.auditLog != "" {
 		f, err := os.OpenFile(c.auditLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
@@ -177,6 +186,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, allowHTTP bo
 	var httpAddr string
 	var stateless bool
 	var grace time.Duration
+	c.fs.IntVar(&c.auditMaxMB, "audit-max-mb", 100, "rotate the --audit-log file at this size, keeping 10 compressed old files (0: never)")
 	if allowHTTP {
 		c.fs.StringVar(&httpAddr, "http", "", "serve streamable HTTP at ADDR/mcp instead of stdio (host defaults to 127.0.0.1)")
 		c.fs.BoolVar(&stateless, "stateless", false, "HTTP without sessions, for replicas behind a load balancer (share state with a redis:// store)")
