@@ -206,8 +206,11 @@ func (ix *Index) groupTools(docs []docFields) {
 	}
 }
 
-// nearSame says whether two token lists are near-identical descriptions:
-// Jaccard similarity of their term sets ≥ 0.8 (both empty counts as same).
+// nearSame says whether two token lists are near-identical descriptions
+// (of tools that already share a name): Jaccard similarity of their term
+// sets ≥ 0.7, or one set (of ≥ 4 terms) inside the other but for 10% —
+// servers often append a caveat ("Use with care.") to the same text. Both
+// empty counts as same.
 func nearSame(a, b []string) bool {
 	if len(a) == 0 && len(b) == 0 {
 		return true
@@ -227,7 +230,14 @@ func nearSame(a, b []string) bool {
 		}
 	}
 	union := len(sa) + len(sb) - inter
-	return union > 0 && float64(inter)/float64(union) >= 0.8
+	if union == 0 {
+		return false
+	}
+	if float64(inter)/float64(union) >= 0.7 {
+		return true
+	}
+	small := min(len(sa), len(sb))
+	return small >= 4 && float64(inter)/float64(small) >= 0.9
 }
 
 // firstSentence returns the first sentence of s, whitespace collapsed, cut

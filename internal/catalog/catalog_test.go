@@ -327,3 +327,42 @@ func TestConcurrentSearch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestServerLeavesAndReturns: the index is rebuilt from the current tool
+// set; a server that disappears drops out of search, and when it comes
+// back its vectors come from the cache.
+func TestServerLeavesAndReturns(t *testing.T) {
+	ctx := context.Background()
+	cache := &mapCache{}
+	e := &hashEmbedder{dim: 64}
+	all := realTools(t)
+	if _, err := Build(ctx, all, Options{Embedder: e, VectorCache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	without := slices.DeleteFunc(slices.Clone(all), func(tl Tool) bool { return tl.Server == "memory" })
+	ix, err := Build(ctx, without, Options{Embedder: e, VectorCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := ix.Search(ctx, "remember that Alice works at Acme", SearchOptions{Limit: 20})
+	for _, r := range res {
+		if r.Server == "memory" {
+			t.Fatalf("memory server gone, but Search returned %s", r.Name)
+		}
+	}
+	if _, ok := ix.Lookup("memory.read_graph"); ok {
+		t.Error("Lookup(memory.read_graph) found a tool of a server that left")
+	}
+	calls := e.calls.Load()
+	ix, err = Build(ctx, all, Options{Embedder: e, VectorCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.calls.Load() != calls {
+		t.Error("server came back: its tools were embedded again, want them from the cache")
+	}
+	res, _ = ix.Search(ctx, "remember that Alice works at Acme", SearchOptions{Limit: 3})
+	if len(res) == 0 || res[0].Server != "memory" {
+		t.Errorf("server back: Search = %v, want a memory tool first", names(res))
+	}
+}

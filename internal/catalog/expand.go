@@ -117,12 +117,22 @@ func queryTerms(q string, expW float32) []qterm {
 	toks := tokenize(q, nil)
 	// A file name or a path in the request means files are involved even
 	// when the word "file" is absent ("open notes.txt", "clean up /tmp").
+	// A URL means a web page ("read https://go.dev/doc").
+	var file, url bool
 	for _, f := range strings.Fields(q) {
 		f = strings.Trim(f, `"'()[]{},;:!?`)
-		if looksLikeFile(f) {
-			toks = append(toks, "fil")
-			break
+		switch {
+		case strings.Contains(f, "://") || strings.HasPrefix(strings.ToLower(f), "www."):
+			url = true
+		case looksLikeFile(f):
+			file = true
 		}
+	}
+	if file {
+		toks = append(toks, stemWord("file"))
+	}
+	if url {
+		toks = append(toks, "url", stemWord("page"), "web")
 	}
 	w := map[string]float32{}
 	var order []string

@@ -79,9 +79,11 @@ func TestTuneFusion(t *testing.T) {
 			continue
 		}
 		if *clauseOnly {
-			for _, cw := range []float32{0, 0.25, 0.5, 0.75, 1} {
-				for _, mode := range []Mode{BM25, Hybrid} {
-					run(fmt.Sprintf("%s clauseW=%.2f", mode, cw), SearchOptions{Mode: mode, clauseW: &cw})
+			for _, w := range []float64{0.5, 0.6, 0.7} {
+				for _, cw := range []float32{0, 0.5, 1} {
+					fp := defaultFusion
+					fp.vecWeight = w
+					run(fmt.Sprintf("hybrid w=%.1f clauseW=%.2f", w, cw), SearchOptions{fusion: &fp, clauseW: &cw})
 				}
 			}
 			return
@@ -101,6 +103,40 @@ func TestTuneFusion(t *testing.T) {
 			for _, w := range []float64{0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8} {
 				run(fmt.Sprintf("%s w=%.1f", []string{"minmax", "z"}[m], w), SearchOptions{fusion: &fusionParams{method: m, vecWeight: w}})
 			}
+		}
+	}
+}
+
+// TestSensitivityTasks shows how the fusion weights do on the real-server
+// ranking and task cases (regression tests, too small to tune on).
+func TestSensitivityTasks(t *testing.T) {
+	if !*tune {
+		t.Skip("run with -tune")
+	}
+	ctx := context.Background()
+	tools := append(realTools(t), realTools(t, "tasks")...)
+	ix, _ := Build(ctx, tools, Options{Embedder: testEmbedder(t)})
+	for _, w := range []float64{0.3, 0.4, 0.5, 0.6, 0.7, 0.8} {
+		for _, cw := range []float32{0, 0.5, 1} {
+			fp := defaultFusion
+			fp.vecWeight = w
+			found := 0
+			for _, c := range taskCases {
+				res, _ := ix.Search(ctx, c.query, SearchOptions{Limit: 8, fusion: &fp, clauseW: &cw})
+				for _, need := range c.need {
+					if wantIn(names(res), need, 8) {
+						found++
+					}
+				}
+			}
+			rk := 0
+			for _, c := range rankingCases {
+				res, _ := ix.Search(ctx, c.query, SearchOptions{Limit: 8, fusion: &fp, clauseW: &cw})
+				if wantIn(names(res), c.want, c.top) {
+					rk++
+				}
+			}
+			t.Logf("w=%.1f clauseW=%.1f: tasks %d/12, ranking %d/%d", w, cw, found, rk, len(rankingCases))
 		}
 	}
 }
