@@ -15,66 +15,106 @@ const (
 		"Parameters: path"
 )
 
+// benchModes are the weight modes the benchmarks compare.
+var benchModes = []struct {
+	name string
+	load func(testing.TB) *Model
+}{
+	{"float32", loadTestModel},
+	{"int8", loadTestModelQ},
+}
+
 // BenchmarkEmbed measures one query (a short request, as search embeds
 // per call) and one tool text (name, description and parameters, as the
-// index embeds once per tool), on one goroutine.
+// index embeds once per tool), on one goroutine, with float32 and int8
+// weights.
 func BenchmarkEmbed(b *testing.B) {
-	m := loadTestModel(b)
-	for _, bc := range []struct {
-		name, text, metric string
-	}{
-		{"query", benchQuery, "ms/query"},
-		{"tool-text", benchToolText, "ms/tool-text"},
-		{"128-tokens", strings.Repeat("list the files of a directory ", 30), "ms/text"},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			cpu0 := processCPU()
-			for b.Loop() {
-				if _, err := m.Embed([]string{bc.text}); err != nil {
-					b.Fatal(err)
+	for _, mode := range benchModes {
+		m := mode.load(b)
+		for _, bc := range []struct {
+			name, text, metric string
+		}{
+			{"query", benchQuery, "ms/query"},
+			{"tool-text", benchToolText, "ms/tool-text"},
+			{"128-tokens", strings.Repeat("list the files of a directory ", 30), "ms/text"},
+		} {
+			b.Run(mode.name+"/"+bc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				cpu0 := processCPU()
+				for b.Loop() {
+					if _, err := m.Embed([]string{bc.text}); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), bc.metric)
-			if cpu0 >= 0 {
-				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-"+bc.metric)
-			}
-			b.ReportMetric(float64(m.TokenCount(bc.text)), "tokens")
-		})
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), bc.metric)
+				if cpu0 >= 0 {
+					b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-"+bc.metric)
+				}
+				b.ReportMetric(float64(m.TokenCount(bc.text)), "tokens")
+			})
+		}
 	}
 }
 
 // BenchmarkEmbedBatch embeds 100 distinct tool texts in one Embed call,
 // which spreads them over GOMAXPROCS goroutines, as an index build does.
 func BenchmarkEmbedBatch(b *testing.B) {
-	m := loadTestModel(b)
 	texts := make([]string, 100)
 	for i := range texts {
 		texts[i] = fmt.Sprintf("tool_%d: %s", i, benchToolText)
 	}
-	for b.Loop() {
-		if _, err := m.Embed(texts); err != nil {
-			b.Fatal(err)
-		}
+	for _, mode := range benchModes {
+		m := mode.load(b)
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.Embed(texts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*len(texts)), "ms/tool-text")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N*len(texts)), "ms/tool-text")
 }
 
-// BenchmarkLoad measures Load and reports the heap the loaded model holds.
+// BenchmarkLoad measures LoadWith and reports the heap the loaded model
+// holds and its weights, with float32 and int8 weights.
 func BenchmarkLoad(b *testing.B) {
-	m := loadTestModel(b)
-	dir := m.dir
-	var before, after runtime.MemStats
-	for b.Loop() {
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		m2, err := Load(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
-		runtime.KeepAlive(m2)
+	dir := loadTestModel(b).dir
+	for _, q := range []bool{false, true} {
+		name := map[bool]string{false: "float32", true: "int8"}[q]
+		b.Run(name, func(b *testing.B) {
+			var before, after runtime.MemStats
+			for b.Loop() {
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				m, err := LoadWith(dir, LoadOptions{Quantize: q})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
+				b.ReportMetric(float64(m.WeightBytes())/(1<<20), "weight-MB")
+				runtime.KeepAlive(m)
+			}
+		})
+	}
+}
+
+// BenchmarkQuantizedAgreement reports how close the int8 model's vectors
+// are to TF.js's float32 ones on the golden texts (testdata/golden.json):
+// the minimum and mean cosine similarity. The float32 model's figures are
+// there for reference (1 up to float noise).
+func BenchmarkQuantizedAgreement(b *testing.B) {
+	for _, mode := range benchModes {
+		m := mode.load(b)
+		b.Run(mode.name, func(b *testing.B) {
+			var lo, mean float64
+			for b.Loop() {
+				lo, mean = agreement(b, m)
+			}
+			b.ReportMetric(lo, "cos-min")
+			b.ReportMetric(mean, "cos-mean")
+		})
 	}
 }

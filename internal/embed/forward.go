@@ -58,9 +58,11 @@ func (m *Model) embedIDs(ids []int) []float32 {
 		ids = ids[:m.maxTokens]
 	}
 	n := len(ids)
-	pooled := make([]float32, m.dim)
+	a := getArena(n)
+	defer putArena(a, n)
+	pooled := a.take(m.dim)
 	if n > 0 {
-		m.encode(ids, pooled)
+		m.encode(ids, pooled, a)
 	}
 	h := make([]float32, m.dim)
 	matmul(h, pooled, 1, &m.hidden)
@@ -78,25 +80,26 @@ func (m *Model) embedIDs(ids []int) []float32 {
 }
 
 // encode writes the mean over the n tokens of the transformer's output.
-func (m *Model) encode(ids []int, pooled []float32) {
+func (m *Model) encode(ids []int, pooled []float32, a *arena) {
 	n := len(ids)
 	d := m.embDim
-	x := make([]float32, n*d)
+	x := a.take(n * d)
 	half := d / 2
 	for p, id := range ids {
 		if id < 0 || id >= m.vocab {
 			panic(fmt.Sprintf("embed: token id %d outside vocabulary", id))
 		}
-		e := m.emb[id*d : (id+1)*d]
 		row := x[p*d : (p+1)*d]
+		m.embedding(row, id)
 		for k := range half {
 			s := float32(p) * m.timing[k]
-			row[k] = e[k] + (e[k] + float32(math.Sin(float64(s))))
-			row[half+k] = e[half+k] + (e[half+k] + float32(math.Cos(float64(s))))
+			sin, cos := math.Sincos(float64(s))
+			row[k] = row[k] + (row[k] + float32(sin))
+			row[half+k] = row[half+k] + (row[half+k] + float32(cos))
 		}
 	}
 	for i := range m.layers {
-		x = m.layers[i].forward(x, n, m.lnEps)
+		x = m.layers[i].forward(x, n, m.lnEps, a)
 	}
 	w := m.dim
 	for p := range n {
@@ -113,37 +116,35 @@ func (m *Model) encode(ids []int, pooled []float32) {
 
 // forward runs one transformer layer on n rows of l.in values and returns
 // n rows of l.width values.
-func (l *layer) forward(x []float32, n int, eps float32) []float32 {
-	ln := make([]float32, n*l.in)
+func (l *layer) forward(x []float32, n int, eps float32, ar *arena) []float32 {
+	ln := ar.take(n * l.in)
 	layerNorm(ln, x, n, l.in, l.lnAttnScale, l.lnAttnBias, eps)
 
 	// Residual input: the layer input, widened in Layer_0.
 	a := x
 	if l.residual != nil {
-		a = make([]float32, n*l.width)
+		a = ar.take(n * l.width)
 		matmul(a, x, n, l.residual)
-	} else {
-		a = append([]float32(nil), x...)
 	}
 
-	qkv := make([]float32, n*3*l.qkvSplit)
+	qkv := ar.take(n * 3 * l.qkvSplit)
 	matmul(qkv, ln, n, &l.qkv)
-	ctx := make([]float32, n*l.qkvSplit)
-	l.attention(ctx, qkv, n)
-	att := make([]float32, n*l.width)
+	ctx := ar.take(n * l.qkvSplit)
+	l.attention(ctx, qkv, n, ar)
+	att := ar.take(n * l.width)
 	matmul(att, ctx, n, &l.proj)
 	for i := range a {
 		a[i] = att[i] + a[i]
 	}
 
-	ln2 := make([]float32, n*l.width)
+	ln2 := ar.take(n * l.width)
 	layerNorm(ln2, a, n, l.width, l.lnFFNScale, l.lnFFNBias, eps)
-	hid := make([]float32, n*l.ffn1.out)
+	hid := ar.take(n * l.ffn1.out)
 	matmul(hid, ln2, n, &l.ffn1)
 	for i, v := range hid {
 		hid[i] = max(v, 0)
 	}
-	out := make([]float32, n*l.width)
+	out := ar.take(n * l.width)
 	matmul(out, hid, n, &l.ffn2)
 	for i := range out {
 		out[i] += a[i]
@@ -153,13 +154,13 @@ func (l *layer) forward(x []float32, n int, eps float32) []float32 {
 
 // attention is scaled dot-product attention with l.heads heads over n
 // positions, none of them padding. qkv holds per row q, k, v of
-// heads*depth values each; ctx receives per row the heads' outputs side by
-// side (combine_heads).
-func (l *layer) attention(ctx, qkv []float32, n int) {
+// heads*depth values each; ctx, zero on entry, receives per row the heads'
+// outputs side by side (combine_heads).
+func (l *layer) attention(ctx, qkv []float32, n int, ar *arena) {
 	stride := 3 * l.qkvSplit
 	dep := l.depth
-	scores := make([]float32, n)
-	q := make([]float32, dep)
+	scores := ar.take(n)
+	q := ar.take(dep)
 	for h := range l.heads {
 		for i := range n {
 			qi := qkv[i*stride+h*dep : i*stride+(h+1)*dep]
@@ -211,3 +212,59 @@ func layerNorm(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
 		}
 	}
 }
+
+// arena hands out the zeroed scratch slices of one embedIDs call from one
+// buffer, so a short text embeds with few allocations. A slice it cannot
+// fit is allocated on its own, and the next use of the arena (after
+// reset) makes room for the whole call.
+type arena struct {
+	buf       []float32
+	off, need int
+}
+
+// take returns n zeroed values, valid until reset.
+func (a *arena) take(n int) []float32 {
+	a.need += n
+	if a.off+n > len(a.buf) {
+		return make([]float32, n)
+	}
+	s := a.buf[a.off : a.off+n : a.off+n]
+	a.off += n
+	clear(s)
+	return s
+}
+
+func (a *arena) reset() {
+	if a.need > len(a.buf) {
+		a.buf = make([]float32, a.need)
+	}
+	a.off, a.need = 0, 0
+}
+
+// pooledTokens bounds the texts whose arenas are pooled: queries are short
+// and latency counts there; a long text's arena (about 40 KB per token)
+// would stay in the pool and in the process's memory.
+const pooledTokens = 32
+
+var arenas = sync.Pool{New: func() any { return new(arena) }}
+
+func getArena(n int) *arena {
+	if n > pooledTokens {
+		return new(arena)
+	}
+	return arenas.Get().(*arena)
+}
+
+func putArena(a *arena, n int) {
+	if n > pooledTokens {
+		return
+	}
+	a.reset()
+	if len(a.buf) <= arenaCap {
+		arenas.Put(a)
+	}
+}
+
+// arenaCap is the size of the arena of a text of pooledTokens tokens,
+// generously: 2 layers of about 10,000 values per token, plus the rest.
+const arenaCap = pooledTokens*24<<10 + 8<<10

@@ -2,7 +2,11 @@
 
 package embed
 
-import "golang.org/x/sys/cpu"
+import (
+	"sync"
+
+	"golang.org/x/sys/cpu"
+)
 
 // The AVX2+FMA kernels compute blocks of dot products of rows of x with
 // rows of the transposed weights; see kernel_amd64.s.
@@ -12,6 +16,9 @@ func kern1x4(x, w *float32, in int, out *[4]float32)
 
 //go:noescape
 func kern3x4(x, w *float32, in int, out *[12]float32)
+
+//go:noescape
+func dequantAVX(dst *float32, src *int8, n int, s float32)
 
 //go:noescape
 func dotAVX(x, y *float32, n int) float32
@@ -45,17 +52,42 @@ func axpyAVX2(a float32, x, y []float32) {
 }
 
 // matmulAVX2 is matmul for in % 16 == 0 and out % 4 == 0, three rows of
-// x at a time, falling back to the generic code for other shapes.
+// x at a time, falling back to the generic code for other shapes. Int8
+// weights are dequantized four rows of W at a time into a float32 block
+// that the same kernels then use for all n rows of x: the conversion is
+// paid once per weight, not once per row of x.
 func matmulAVX2(dst, x []float32, n int, l *linear) {
 	in, out := l.in, l.out
-	if in%16 != 0 || out%4 != 0 || len(x) < n*in || len(dst) < n*out || len(l.wt) < in*out || len(l.b) < out {
+	q := l.q != nil
+	sized := len(l.wt) >= in*out
+	if q {
+		sized = len(l.q) >= in*out && len(l.scale) >= out
+	}
+	if in%16 != 0 || out%4 != 0 || len(x) < n*in || len(dst) < n*out || !sized || len(l.b) < out {
 		matmulGeneric(dst, x, n, l)
 		return
+	}
+	var block []float32
+	if q {
+		bp := blocks.Get().(*[]float32)
+		defer blocks.Put(bp)
+		if cap(*bp) < 4*in {
+			*bp = make([]float32, 4*in)
+		}
+		block = (*bp)[:4*in]
 	}
 	var o1 [4]float32
 	var o3 [12]float32
 	for j := 0; j < out; j += 4 {
-		w := &l.wt[j*in]
+		var w *float32
+		if q {
+			for k := range 4 {
+				dequantAVX(&block[k*in], &l.q[(j+k)*in], in, l.scale[j+k])
+			}
+			w = &block[0]
+		} else {
+			w = &l.wt[j*in]
+		}
 		b := l.b[j : j+4]
 		r := 0
 		for ; r+3 <= n; r += 3 {
@@ -78,3 +110,7 @@ func matmulAVX2(dst, x []float32, n int, l *linear) {
 		}
 	}
 }
+
+// blocks holds the float32 blocks matmulAVX2 dequantizes into (4 rows of
+// at most 1536 values for USE-lite: 24 KB).
+var blocks = sync.Pool{New: func() any { return new([]float32) }}

@@ -174,3 +174,29 @@ loopaxpy:
 
 	VZEROUPPER
 	RET
+
+// func dequantAVX(dst *float32, src *int8, n int, s float32)
+// dst[i] = float32(src[i]) * s for i < n; n % 16 == 0, n > 0.
+TEXT ·dequantAVX(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS s+24(FP), Y0
+	XORQ AX, AX
+	SHRQ $4, CX
+
+loopdq:
+	VPMOVSXBD (SI)(AX*1), Y1
+	VPMOVSXBD 8(SI)(AX*1), Y2
+	VCVTDQ2PS Y1, Y1
+	VCVTDQ2PS Y2, Y2
+	VMULPS Y0, Y1, Y1
+	VMULPS Y0, Y2, Y2
+	VMOVUPS Y1, (DI)(AX*4)
+	VMOVUPS Y2, 32(DI)(AX*4)
+	ADDQ $16, AX
+	DECQ CX
+	JNZ  loopdq
+
+	VZEROUPPER
+	RET

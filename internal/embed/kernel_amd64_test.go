@@ -27,15 +27,40 @@ func TestMatmulAVX2(t *testing.T) {
 		for i := range x {
 			x[i] = rng.Float32()*2 - 1
 		}
-		want := make([]float32, tc.n*tc.out)
-		got := make([]float32, tc.n*tc.out)
-		matmulGeneric(want, x, tc.n, &l)
-		matmulAVX2(got, x, tc.n, &l)
-		for i := range want {
-			if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
-				t.Fatalf("n=%d in=%d out=%d: matmulAVX2[%d] = %v, generic %v", tc.n, tc.in, tc.out, i, got[i], want[i])
+		for _, quant := range []bool{false, true} {
+			if quant {
+				l.quantize()
+			}
+			want := make([]float32, tc.n*tc.out)
+			got := make([]float32, tc.n*tc.out)
+			matmulGeneric(want, x, tc.n, &l)
+			matmulAVX2(got, x, tc.n, &l)
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
+					t.Fatalf("n=%d in=%d out=%d quantized=%v: matmulAVX2[%d] = %v, generic %v", tc.n, tc.in, tc.out, quant, i, got[i], want[i])
+				}
 			}
 		}
+	}
+}
+
+func TestDequantAVX(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2+FMA")
+	}
+	src := make([]int8, 48)
+	for i := range src {
+		src[i] = int8(i*11 - 127)
+	}
+	dst := make([]float32, len(src)+1)
+	dequantAVX(&dst[0], &src[0], len(src), 0.5)
+	for i, v := range src {
+		if dst[i] != float32(v)*0.5 {
+			t.Errorf("dequantAVX[%d] = %v, want %v", i, dst[i], float32(v)*0.5)
+		}
+	}
+	if dst[len(src)] != 0 {
+		t.Errorf("dequantAVX wrote past n")
 	}
 }
 

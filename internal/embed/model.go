@@ -28,7 +28,9 @@ type Model struct {
 	tok       *tokenizer
 	maxTokens int
 
-	emb    []float32 // vocabulary × embDim
+	emb    []float32 // vocabulary × embDim, nil when quantized
+	embQ   []int8    // quantized emb, one scale per row (token)
+	embS   []float32
 	embDim int
 	vocab  int
 	timing []float32 // inverse timescales, embDim/2
@@ -40,13 +42,17 @@ type Model struct {
 
 	lnEps   float32
 	l2Eps   float32
-	weights int // float32 values held
+	weights int // bytes the weights take
 }
 
-// linear is x·W + b with W kept transposed (out × in).
+// linear is x·W + b with W kept transposed (out × in): either as float32
+// (wt) or, when quantized, as int8 (q) with one scale per output row, so
+// that row j of W is q[j*in:(j+1)*in] * scale[j].
 type linear struct {
 	in, out int
 	wt      []float32
+	q       []int8
+	scale   []float32
 	b       []float32
 }
 
@@ -65,9 +71,13 @@ type layer struct {
 	qkvSplit     int
 }
 
-// Load reads a model installed by Install. The error wraps ErrModelMissing
-// when the directory does not hold the model files.
-func Load(dir string) (*Model, error) {
+// Load reads a model installed by Install, with float32 weights; it is
+// LoadWith(dir, LoadOptions{}).
+func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadWith reads a model installed by Install. The error wraps
+// ErrModelMissing when the directory does not hold the model files.
+func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 	g, err := readGraph(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
@@ -81,7 +91,10 @@ func Load(dir string) (*Model, error) {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}
 	m := &Model{name: ModelName, dir: dir, tok: tok}
-	if err := m.build(g); err != nil {
+	if opts.Quantize {
+		m.name = ModelName + quantSuffix
+	}
+	if err := m.build(g, opts.Quantize); err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}
 	return m, nil
@@ -90,7 +103,7 @@ func Load(dir string) (*Model, error) {
 // build takes the weights and the few constants that shape the
 // computation from the graph, each by following the input of the op that
 // uses it.
-func (m *Model) build(g *graph) error {
+func (m *Model) build(g *graph, quantize bool) error {
 	maxLen, err := g.scalar(kona+"ClipToMaxLength/Less", 1)
 	if err != nil {
 		return err
@@ -105,6 +118,10 @@ func (m *Model) build(g *graph) error {
 		return fmt.Errorf("model.json: embedding shape %v", emb.shape)
 	}
 	m.emb, m.vocab, m.embDim = emb.data, emb.shape[0], emb.shape[1]
+	if quantize {
+		m.embQ, m.embS = quantizeRows(m.emb, m.vocab, m.embDim)
+		m.emb = nil
+	}
 	m.timing, err = g.vector(stack+"Layer_0/AddTimingSignal/TimingSignal/mul_2", 1, m.embDim/2)
 	if err != nil {
 		return err
@@ -128,10 +145,21 @@ func (m *Model) build(g *graph) error {
 	if m.hidden, err = g.linear(head+"tanh_layer_0/MatMul", head+"tanh_layer_0/BiasAdd", in, in); err != nil {
 		return err
 	}
+	if quantize {
+		for i := range m.layers {
+			l := &m.layers[i]
+			for _, x := range []*linear{l.residual, &l.qkv, &l.proj, &l.ffn1, &l.ffn2} {
+				if x != nil {
+					x.quantize()
+				}
+			}
+		}
+		m.hidden.quantize()
+	}
 	if len(m.tok.pieceLen) > m.vocab {
 		return fmt.Errorf("vocab.json: %d pieces, embedding table has %d rows", len(m.tok.pieceLen), m.vocab)
 	}
-	m.weights = len(m.emb) + len(m.timing) + len(m.hidden.wt) + len(m.hidden.b)
+	m.weights = 4*(len(m.emb)+len(m.embS)+len(m.timing)) + len(m.embQ) + m.hidden.size()
 	for _, l := range m.layers {
 		m.weights += l.size()
 	}
@@ -223,21 +251,27 @@ func (l *layer) build(g *graph, p string, in int) error {
 	return nil
 }
 
+// size is the bytes the layer's weights take.
 func (l *layer) size() int {
-	n := len(l.lnAttnScale) + len(l.lnAttnBias) + len(l.lnFFNScale) + len(l.lnFFNBias)
+	n := 4 * (len(l.lnAttnScale) + len(l.lnAttnBias) + len(l.lnFFNScale) + len(l.lnFFNBias))
 	for _, x := range []*linear{l.residual, &l.qkv, &l.proj, &l.ffn1, &l.ffn2} {
 		if x != nil {
-			n += len(x.wt) + len(x.b)
+			n += x.size()
 		}
 	}
 	return n
 }
 
+// size is the bytes the weights take.
+func (l *linear) size() int { return 4*(len(l.wt)+len(l.scale)+len(l.b)) + len(l.q) }
+
 // Dim is the length of an embedding: 512.
 func (m *Model) Dim() int { return m.dim }
 
-// Name identifies the model and its version: "use-lite-0.2.0". Stored
-// vectors keyed by it stay valid as long as the name does.
+// Name identifies the model, its version and its weights:
+// "use-lite-0.2.0", or "use-lite-0.2.0-int8" when loaded with
+// LoadOptions.Quantize. Stored vectors keyed by it stay valid as long as
+// the name does.
 func (m *Model) Name() string { return m.name }
 
 // MaxTokens is the number of tokens the model reads: the graph keeps only
@@ -249,6 +283,6 @@ func (m *Model) MaxTokens() int { return m.maxTokens }
 // MaxTokens.
 func (m *Model) TokenCount(text string) int { return len(m.tok.encode(text)) }
 
-// WeightBytes is the memory the model's weights take: float32 values, as
-// in the shards (about 28 MB).
-func (m *Model) WeightBytes() int { return 4 * m.weights }
+// WeightBytes is the memory the model's weights take: about 28 MB of
+// float32 values, as in the shards, or about 7 MB quantized.
+func (m *Model) WeightBytes() int { return m.weights }
