@@ -93,6 +93,10 @@ func (s *Server) handler(opts HTTPOptions) (http.Handler, *mcp.StreamableHTTPHan
 	}, sopts)
 	lim := newLimiter(opts, s.metrics)
 	mcpH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			s.posts.Add(1)
+			defer s.posts.Add(-1)
+		}
 		hold := &sessionHolder{}
 		r = r.WithContext(context.WithValue(r.Context(), holderKey{}, hold))
 		sdk.ServeHTTP(w, r)
@@ -162,6 +166,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts HTTPOptions) e
 	go func() { shut <- hs.Shutdown(gctx) }()
 	if !s.Drain(gctx) {
 		s.log.Warn("shutdown: grace period over, running programs were killed")
+	}
+	// A run's handler has returned, but its response may still be on the
+	// way to the client: let POSTs finish (briefly) before closing sessions.
+	for deadline := time.Now().Add(5 * time.Second); s.posts.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	s.closeSessions()
 	// Connections still open now are SSE streams of closed sessions or
@@ -346,7 +355,7 @@ func (l *limiter) guard(next http.Handler) http.Handler {
 			}
 		}
 		if execs > 0 && l.maxExec > 0 {
-			if !l.acquire(p, execs) {
+			if !l.acquireWait(r.Context(), p, execs) {
 				l.rejected("too_many_executions")
 				rpcError(w, http.StatusTooManyRequests, id, fmt.Sprintf("%d programs of this principal are already running (the limit); retry when one finishes", l.maxExec), time.Second)
 				return
@@ -373,6 +382,20 @@ func (l *limiter) reserve(p string) time.Duration {
 		return d
 	}
 	return 0
+}
+
+// acquireWait is acquire that waits up to 250 ms for a slot: a client that
+// just got its result may send the next run before the previous POST has
+// finished on the server's side.
+func (l *limiter) acquireWait(ctx context.Context, p string, n int) bool {
+	deadline := time.Now().Add(250 * time.Millisecond)
+	for !l.acquire(p, n) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 func (l *limiter) acquire(p string, n int) bool {

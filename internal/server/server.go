@@ -39,6 +39,7 @@ type Server struct {
 	cancelRuns context.CancelFunc
 	runs       sync.WaitGroup
 	running    atomic.Int64
+	posts      atomic.Int64 // HTTP POSTs in flight
 
 	mu        sync.Mutex
 	draining  bool                // no new runs (shutdown started)
