@@ -160,6 +160,30 @@ func Build(ctx context.Context, tools []Tool, opts Options) (*Index, error) {
 	return ix, err
 }
 
+// Stats describe an index for logs and `conductor doctor`.
+type Stats struct {
+	Tools  int
+	Groups int    // tools after folding same-name near-duplicates
+	Model  string // embedding model; empty without vectors
+	Terms  int
+	// Embedded is how many texts this build embedded (not found in the
+	// VectorCache).
+	Embedded int
+	Build    time.Duration
+	// IndexBytes estimates the memory of postings and vectors.
+	IndexBytes int
+}
+
+// Stats returns figures about the index.
+func (ix *Index) Stats() Stats {
+	st := Stats{Tools: len(ix.tools), Groups: len(ix.members), Terms: len(ix.bm.idf), Embedded: ix.embedded, Build: ix.buildDur}
+	if ix.embedder != nil {
+		st.Model = ix.embedder.Name()
+	}
+	st.IndexBytes = 8*len(ix.bm.doc) + 8*len(ix.bm.idf) + len(ix.vec.q) + 4*len(ix.vec.scale) + 4*len(ix.vec.f)
+	return st
+}
+
 // Len is the number of indexed tools.
 func (ix *Index) Len() int { return len(ix.tools) }
 

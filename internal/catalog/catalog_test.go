@@ -366,3 +366,33 @@ func TestServerLeavesAndReturns(t *testing.T) {
 		t.Errorf("server back: Search = %v, want a memory tool first", names(res))
 	}
 }
+
+// flakyEmbedder embeds tools but fails on queries.
+type flakyEmbedder struct {
+	hashEmbedder
+	fail bool
+}
+
+func (f *flakyEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if f.fail {
+		return nil, errors.New("model crashed")
+	}
+	return f.hashEmbedder.Embed(ctx, texts)
+}
+
+func TestQueryEmbedFailureFallsBackToBM25(t *testing.T) {
+	ctx := context.Background()
+	e := &flakyEmbedder{hashEmbedder: hashEmbedder{dim: 32}}
+	ix, err := Build(ctx, realTools(t, "filesystem"), Options{Embedder: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fail = true
+	res, err := ix.Search(ctx, "move a file", SearchOptions{})
+	if !errors.Is(err, ErrEmbed) || len(res) == 0 || res[0].Name != "filesystem.move_file" {
+		t.Errorf("Search = %v, %v; want the BM25 ranking and ErrEmbed", names(res), err)
+	}
+	if st := ix.Stats(); st.Tools != 14 || st.Model != "hash-test" || st.IndexBytes == 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+}

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -104,4 +105,26 @@ func TestEvalReport(t *testing.T) {
 	var b strings.Builder
 	WriteTable(&b, reps, func(i int) string { return labels[i] })
 	t.Log("\n" + b.String())
+}
+
+// TestRunEvalLive runs RunEval as `conductor eval` will: one index, each
+// query embedded when searched, so latency is the real total.
+//
+//	go test ./internal/catalog/ -run TestRunEvalLive -eval-report -v
+func TestRunEvalLive(t *testing.T) {
+	if !*evalReport {
+		t.Skip("run with -eval-report")
+	}
+	loadShared(t)
+	e := realEmbedder(t)
+	reps, err := RunEval(context.Background(), filepath.Join(*evalDir, "tools.jsonl"), filepath.Join(*evalDir, "queries.jsonl"),
+		RunEvalOptions{Build: Options{Embedder: e, VectorCache: openFileCache(t, "vectors.bin")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	WriteTable(&b, reps, nil)
+	t.Log("\n" + b.String())
+	j, _ := json.Marshal(reps[len(reps)-1])
+	t.Logf("--json of the hybrid run: %s", j)
 }

@@ -133,9 +133,12 @@ func (s *scratch) reset(n int) {
 	s.heap = s.heap[:0]
 }
 
-// Search ranks the tools for query. It embeds the query when the mode needs
-// vectors (unless opts.QueryVector is set); ctx bounds that call. An index
-// without vectors answers Hybrid searches with BM25 alone.
+// Search ranks the tools for query. It embeds the query (and the parts of
+// a long request, in the same call) when the mode needs vectors, unless
+// opts.QueryVector is set; ctx bounds that call. An index without vectors
+// answers Hybrid searches with BM25 alone; so does a Hybrid search whose
+// query embedding fails, which returns that ranking together with an error
+// wrapping ErrEmbed.
 func (ix *Index) Search(ctx context.Context, query string, opts SearchOptions) ([]Result, error) {
 	qv := opts.QueryVector
 	cv := opts.clauseVecs
@@ -148,16 +151,22 @@ func (ix *Index) Search(ctx context.Context, query string, opts SearchOptions) (
 		texts = append(texts, clauses...)
 		if len(texts) > 0 {
 			v, err := ix.embedder.Embed(ctx, texts)
-			if err != nil {
-				return nil, fmt.Errorf("embed query: %w", err)
-			}
-			if len(v) != len(texts) {
-				return nil, fmt.Errorf("embed query: %d vectors for %d texts", len(v), len(texts))
+			if err == nil && len(v) != len(texts) {
+				err = fmt.Errorf("%d vectors for %d texts", len(v), len(texts))
 			}
 			for _, x := range v {
-				if len(x) != ix.vec.dim {
-					return nil, fmt.Errorf("embed query: vector of %d floats, want %d", len(x), ix.vec.dim)
+				if err == nil && len(x) != ix.vec.dim {
+					err = fmt.Errorf("vector of %d floats, want %d", len(x), ix.vec.dim)
 				}
+			}
+			if err != nil {
+				err = fmt.Errorf("%w: query: %w", ErrEmbed, err)
+				if opts.Mode == Vector {
+					return nil, err
+				}
+				bm := opts
+				bm.Mode = BM25
+				return ix.search(query, nil, nil, bm), err
 			}
 			if qv == nil {
 				qv, v = v[0], v[1:]
