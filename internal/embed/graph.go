@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -43,10 +44,16 @@ type weightRecord struct {
 }
 
 // tensor is a constant of the graph: float32 values (int32 constants are
-// converted; they are all small shape and axis values) and a shape.
+// converted; they are all small shape and axis values) and a shape. When
+// the graph is read with quantize, weight matrices hold int8 values with
+// one scale per row instead (q, scale; data is nil): the embedding table
+// by rows, as stored, and the kernels of MatMul and Conv2D transposed (out
+// × in), as graph.linear returns them.
 type tensor struct {
 	shape []int
 	data  []float32
+	q     []int8
+	scale []float32
 }
 
 // graph is a loaded model.json with its weights.
@@ -72,7 +79,11 @@ var opCounts = map[string]int{
 	"RealDiv": 1, "Tanh": 1,
 }
 
-func readGraph(dir string) (*graph, error) {
+// readGraph reads model.json and its weights. With quantize, it quantizes
+// the weight matrices as it reads them (see tensor), so that the float32
+// weights never all exist at once: loading holds one float32 matrix at a
+// time besides the int8 ones.
+func readGraph(dir string, quantize bool) (*graph, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "model.json"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -84,11 +95,21 @@ func readGraph(dir string) (*graph, error) {
 	if err := json.Unmarshal(raw, &gf); err != nil {
 		return nil, fmt.Errorf("model.json: %w", err)
 	}
+	raw = nil
 	g := &graph{nodes: make(map[string]graphNode), consts: make(map[string]tensor)}
 	counts := make(map[string]int)
+	// use says how a quantized graph stores a weight: 'r' by rows, 'm' as
+	// a transposed matrix.
+	use := make(map[string]byte)
 	for _, n := range gf.ModelTopology.Node {
 		g.nodes[n.Name] = n
 		counts[n.Op]++
+		switch {
+		case (n.Op == "MatMul" || n.Op == "Conv2D") && len(n.Input) > 1:
+			use[n.Input[1]] = 'm'
+		case n.Op == "GatherV2" && len(n.Input) > 0:
+			use[n.Input[0]] = 'r'
+		}
 	}
 	for op, want := range opCounts {
 		if counts[op] != want {
@@ -99,39 +120,97 @@ func readGraph(dir string) (*graph, error) {
 		return nil, fmt.Errorf("model.json: unexpected ops %v: not the USE-lite graph this package ports", counts)
 	}
 	for _, group := range gf.WeightsManifest {
-		var buf []byte
-		for _, p := range group.Paths {
-			if strings.Contains(p, "/") || strings.Contains(p, `\`) || strings.Contains(p, "..") {
-				return nil, fmt.Errorf("model.json: weight path %q escapes the model directory", p)
-			}
-			b, err := os.ReadFile(filepath.Join(dir, p))
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil, fmt.Errorf("%w: %v", ErrModelMissing, err)
-				}
-				return nil, err
-			}
-			buf = append(buf, b...)
-		}
-		off := 0
-		for _, w := range group.Weights {
-			n := 1
-			for _, d := range w.Shape {
-				n *= d
-			}
-			t := tensor{shape: w.Shape, data: make([]float32, n)}
-			size, err := decodeWeight(t.data, buf[min(off, len(buf)):], w)
-			if err != nil {
-				return nil, fmt.Errorf("model.json: weight %s: %w", w.Name, err)
-			}
-			off += size
-			g.consts[w.Name] = t
-		}
-		if off != len(buf) {
-			return nil, fmt.Errorf("model.json: weights use %d bytes, shards hold %d", off, len(buf))
+		if err := g.readGroup(dir, group.Paths, group.Weights, quantize, use); err != nil {
+			return nil, err
 		}
 	}
 	return g, nil
+}
+
+// readGroup reads the weights of one manifest group from its shards, in
+// order, without holding the shards in memory.
+func (g *graph) readGroup(dir string, paths []string, weights []weightRecord, quantize bool, use map[string]byte) error {
+	var files []io.Reader
+	for _, p := range paths {
+		if strings.Contains(p, "/") || strings.Contains(p, `\`) || strings.Contains(p, "..") {
+			return fmt.Errorf("model.json: weight path %q escapes the model directory", p)
+		}
+		f, err := os.Open(filepath.Join(dir, p))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %v", ErrModelMissing, err)
+			}
+			return err
+		}
+		defer f.Close()
+		files = append(files, f)
+	}
+	r := io.MultiReader(files...)
+	buf := make([]byte, 256<<10)
+	var fbuf, tbuf []float32
+	for _, w := range weights {
+		n := 1
+		for _, d := range w.Shape {
+			n *= d
+		}
+		size, err := weightSize(w, n)
+		if err != nil {
+			return fmt.Errorf("model.json: weight %s: %w", w.Name, err)
+		}
+		// A weight quantized here is decoded (and transposed) into buffers
+		// reused from weight to weight, which leaves no float32 garbage.
+		q := quantize && len(w.Shape) >= 2 && use[w.Name] != 0
+		t := tensor{shape: w.Shape}
+		if q {
+			fbuf = grow(fbuf, n)
+			t.data = fbuf
+		} else {
+			t.data = make([]float32, n)
+		}
+		// Decode in chunks of whole values.
+		per := size / max(n, 1)
+		for done := 0; done < n; {
+			k := min(n-done, len(buf)/4)
+			if _, err := io.ReadFull(r, buf[:k*per]); err != nil {
+				return fmt.Errorf("model.json: weight %s: shards too short: %w", w.Name, err)
+			}
+			if _, err := decodeWeight(t.data[done:done+k], buf[:k*per], w); err != nil {
+				return fmt.Errorf("model.json: weight %s: %w", w.Name, err)
+			}
+			done += k
+		}
+		if q {
+			cols := w.Shape[len(w.Shape)-1]
+			if use[w.Name] == 'r' {
+				t.q, t.scale = quantizeRows(t.data, w.Shape[0], n/w.Shape[0])
+			} else {
+				tbuf = grow(tbuf, n)
+				transposeTo(tbuf, t.data, n/cols, cols)
+				t.q, t.scale = quantizeRows(tbuf, cols, n/cols)
+			}
+			t.data = nil
+		}
+		g.consts[w.Name] = t
+	}
+	if k, _ := r.Read(make([]byte, 1)); k != 0 {
+		return errors.New("model.json: shards hold more bytes than the weights use")
+	}
+	return nil
+}
+
+// weightSize is the number of shard bytes of a weight of n values.
+func weightSize(w weightRecord, n int) (int, error) {
+	if q := w.Quantization; q != nil {
+		switch q.Dtype {
+		case "uint8":
+			return n, nil
+		case "uint16":
+			return 2 * n, nil
+		default:
+			return 0, fmt.Errorf("quantization %q not supported", q.Dtype)
+		}
+	}
+	return 4 * n, nil
 }
 
 // decodeWeight fills dst from the shard bytes b as TF.js's
@@ -223,22 +302,49 @@ func (g *graph) vector(node string, i, n int) ([]float32, error) {
 	return t.data, nil
 }
 
-// matrix is input for a kernel used as x·W with W of in×out values
-// (a MatMul operand, or a 1×1 Conv2D filter), transposed to out×in so the
-// forward pass takes dot products of contiguous rows.
-func (g *graph) matrix(node string, i, in, out int) ([]float32, error) {
-	t, err := g.input(node, i)
+// linear is x·W + b for the kernel W (in×out values: a MatMul operand, or
+// a 1×1 Conv2D filter) of the matmul node and the bias of the biasAdd
+// node. W is kept transposed, out×in, so the forward pass takes dot
+// products of contiguous rows.
+func (g *graph) linear(matmul, biasAdd string, in, out int) (linear, error) {
+	t, err := g.input(matmul, 1)
 	if err != nil {
-		return nil, err
+		return linear{}, err
 	}
-	if len(t.data) != in*out || t.shape[len(t.shape)-1] != out {
-		return nil, fmt.Errorf("model.json: input %d of %s: shape %v, want %d×%d", i, node, t.shape, in, out)
+	n := len(t.data) + len(t.q)
+	if n != in*out || t.shape[len(t.shape)-1] != out {
+		return linear{}, fmt.Errorf("model.json: input 1 of %s: shape %v, want %d×%d", matmul, t.shape, in, out)
 	}
-	wt := make([]float32, in*out)
-	for r := range in {
-		for c := range out {
-			wt[c*in+r] = t.data[r*out+c]
+	l := linear{in: in, out: out, q: t.q, scale: t.scale}
+	if t.q == nil {
+		l.wt = transpose(t.data, in, out)
+	}
+	if l.b, err = g.vector(biasAdd, 1, out); err != nil {
+		return linear{}, err
+	}
+	return l, nil
+}
+
+// transpose returns the transpose of the rows×cols matrix w.
+func transpose(w []float32, rows, cols int) []float32 {
+	wt := make([]float32, rows*cols)
+	transposeTo(wt, w, rows, cols)
+	return wt
+}
+
+// transposeTo writes the transpose of the rows×cols matrix w to wt.
+func transposeTo(wt, w []float32, rows, cols int) {
+	for r := range rows {
+		for c := range cols {
+			wt[c*rows+r] = w[r*cols+c]
 		}
 	}
-	return wt, nil
+}
+
+// grow returns b resized to n values, reallocated if too small.
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
 }

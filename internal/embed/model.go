@@ -78,7 +78,7 @@ func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
 // LoadWith reads a model installed by Install. The error wraps
 // ErrModelMissing when the directory does not hold the model files.
 func LoadWith(dir string, opts LoadOptions) (*Model, error) {
-	g, err := readGraph(dir)
+	g, err := readGraph(dir, opts.Quantize)
 	if err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}
@@ -117,8 +117,8 @@ func (m *Model) build(g *graph, quantize bool) error {
 	if len(emb.shape) != 2 {
 		return fmt.Errorf("model.json: embedding shape %v", emb.shape)
 	}
-	m.emb, m.vocab, m.embDim = emb.data, emb.shape[0], emb.shape[1]
-	if quantize {
+	m.emb, m.embQ, m.embS, m.vocab, m.embDim = emb.data, emb.q, emb.scale, emb.shape[0], emb.shape[1]
+	if quantize && m.embQ == nil {
 		m.embQ, m.embS = quantizeRows(m.emb, m.vocab, m.embDim)
 		m.emb = nil
 	}
@@ -149,12 +149,14 @@ func (m *Model) build(g *graph, quantize bool) error {
 		for i := range m.layers {
 			l := &m.layers[i]
 			for _, x := range []*linear{l.residual, &l.qkv, &l.proj, &l.ffn1, &l.ffn2} {
-				if x != nil {
+				if x != nil && x.q == nil {
 					x.quantize()
 				}
 			}
 		}
-		m.hidden.quantize()
+		if m.hidden.q == nil {
+			m.hidden.quantize()
+		}
 	}
 	if len(m.tok.pieceLen) > m.vocab {
 		return fmt.Errorf("vocab.json: %d pieces, embedding table has %d rows", len(m.tok.pieceLen), m.vocab)
@@ -164,18 +166,6 @@ func (m *Model) build(g *graph, quantize bool) error {
 		m.weights += l.size()
 	}
 	return nil
-}
-
-func (g *graph) linear(matmul, biasAdd string, in, out int) (linear, error) {
-	wt, err := g.matrix(matmul, 1, in, out)
-	if err != nil {
-		return linear{}, err
-	}
-	b, err := g.vector(biasAdd, 1, out)
-	if err != nil {
-		return linear{}, err
-	}
-	return linear{in: in, out: out, wt: wt, b: b}, nil
 }
 
 func (l *layer) build(g *graph, p string, in int) error {
