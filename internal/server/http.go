@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -263,7 +264,9 @@ func (s *Server) statelessSession(p string) *session {
 func originCheck(allowed []string, reject func(string), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := r.Header.Get("Origin"); o != "" {
-			ok := false
+			// Same origin is no cross-site request; DNS rebinding shows as a
+			// foreign Host, which the SDK refuses on loopback listeners.
+			ok := sameOrigin(o, r.Host)
 			for _, a := range allowed {
 				if strings.EqualFold(strings.TrimRight(a, "/"), o) {
 					ok = true
@@ -278,6 +281,11 @@ func originCheck(allowed []string, reject func(string), next http.Handler) http.
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && strings.EqualFold(u.Host, host)
 }
 
 // limiter enforces the body limit, the per-principal request rate and the

@@ -280,6 +280,8 @@ func TestHTTPAuthAndOrigin(t *testing.T) {
 		{"jwt without exp", "Bearer " + iss.sign(t, noExp, iss.key), "", 401},
 		{"allowed origin", "Bearer s3cret", "https://app.example.com", 200},
 		{"foreign origin", "Bearer s3cret", "https://evil.example.com", 403},
+		{"same origin", "Bearer s3cret", f.url, 200},
+		{"same host, other port", "Bearer s3cret", f.url[:strings.LastIndex(f.url, ":")] + ":1", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
