@@ -3,6 +3,7 @@ package catalog
 import (
 	"slices"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestTokenize(t *testing.T) {
@@ -62,4 +63,41 @@ func TestFirstSentence(t *testing.T) {
 	if got := firstSentence(long, 40); len(got) > 40+len("…") {
 		t.Errorf("firstSentence(long) = %q (%d bytes), want ≤ 40 + ellipsis", got, len(got))
 	}
+}
+
+func TestExtractParams(t *testing.T) {
+	raw := []byte(`{"type":"object","properties":{
+		"path":{"type":"string","description":"Where to write"},
+		"entities":{"type":"array","items":{"type":"object","properties":{
+			"name":{"type":"string","description":"The name of the entity"},
+			"entityType":{"type":"string"}}}},
+		"mode":{"anyOf":[{"type":"object","properties":{"append":{"type":"boolean","title":"Append instead"}}}]}}}`)
+	got := extractParams(raw)
+	want := []Param{
+		{"entities", ""}, {"entities.entityType", ""}, {"entities.name", "The name of the entity"},
+		{"mode", ""}, {"mode.append", "Append instead"}, {"path", "Where to write"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("extractParams = %v, want %v", got, want)
+	}
+	if got := extractParams([]byte(`not json`)); got != nil {
+		t.Errorf("extractParams(bad) = %v, want nil", got)
+	}
+}
+
+func FuzzTokenize(f *testing.F) {
+	for _, s := range []string{"get_file-info", "HTTPServer base64", "ファイルを読む", "Überprüfe Dateien", "caf茅 37.7749鎺 N", "", "a.b.c", "x\u0301y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, tok := range tokenize(s, nil) {
+			if tok == "" || !utf8.ValidString(tok) && utf8.ValidString(s) {
+				t.Fatalf("tokenize(%q) produced %q", s, tok)
+			}
+		}
+		queryTerms(s, expansionWeight)
+		splitClauses(s)
+		firstSentence(s, 40)
+		nameWords(s)
+	})
 }
