@@ -42,19 +42,44 @@ type testEnv struct {
 	dir string
 }
 
+// testPool, set by CONDUCTOR_TEST_POOL=1 (TestSuiteWithPool does), runs
+// every test's Runner with a warm pool: the whole suite then proves that
+// pooled processes keep runs apart as fresh ones do.
+var testPool = os.Getenv("CONDUCTOR_TEST_POOL") == "1"
+
+// testPoolOptions warm the profile the security suite runs with (a grant on
+// the workspace root, 128 MB), so first runs take a pooled process too.
+func testPoolOptions(ws string) PoolOptions {
+	return PoolOptions{Max: 4, Min: 1, PerConversation: 2, Spawns: 1,
+		Warm: &Profile{Permissions: config.Permissions{Read: []string{ws}, Write: []string{ws}}, MemoryMB: 128}}
+}
+
 func newTestEnv(t testing.TB) *testEnv {
+	t.Helper()
+	return newTestEnvPool(t, testPool)
+}
+
+func newTestEnvPool(t testing.TB, pooled bool) *testEnv {
 	t.Helper()
 	base := t.TempDir()
 	ws := filepath.Join(base, "workspace")
-	r, err := New(Options{
+	opts := Options{
 		Deno:      denoForTest(t),
 		Workspace: ws,
 		DenoDir:   filepath.Join(base, "cache", "deno"),
 		Home:      filepath.Join(base, "cache", "home"),
-	})
+	}
+	if pooled {
+		opts.Pool = testPoolOptions(ws)
+	}
+	r, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		r.Close()
+		waitNoCmdline(t, r.harness)
+	})
 	dir := filepath.Join(ws, "c1")
 	if err := r.PrepareDir(dir); err != nil {
 		t.Fatal(err)

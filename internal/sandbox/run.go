@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -47,8 +46,8 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 		res.Duration = time.Since(start)
 		return res, nil
 	}
-	p, err := prepare(spec.Code, spec.Importer)
-	if err != nil {
+	spec.Dir = filepath.Clean(spec.Dir)
+	syntax := func(err error) (*Result, error) {
 		var se *SyntaxError
 		if errors.As(err, &se) {
 			res.Error = &Error{Kind: KindSyntax, Message: se.Error(), Line: se.Line, Column: se.Column}
@@ -57,73 +56,72 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 		res.Error = &Error{Kind: KindInternal, Message: err.Error()}
 		return finish()
 	}
+	// The workspace is checked before any process is handed out: a refused
+	// run starts nothing and burns no spare.
 	if err := checkLinks(filepath.Join(spec.Dir, "workspace")); err != nil {
 		res.Error = &Error{Kind: KindPermission, Message: err.Error()}
 		return finish()
 	}
 	perms := narrow(spec.Permissions, r.opts.Workspace, spec.Dir)
-	r.execute(ctx, spec, p, flags(perms), res)
+	args := r.args(spec.MemoryMB, spec.Importer.Package != nil, flags(perms))
+	var pr *proc
+	var p *prepared
+	var err error
+	if r.pool != nil {
+		// A program that does not compile must not burn a spare: compile
+		// first (esbuild takes about a millisecond), then take a process.
+		if p, err = prepare(spec.Code, spec.Importer); err != nil {
+			return syntax(err)
+		}
+		pr = r.pool.take(spec.Dir, args, spec.MemoryMB)
+		defer r.pool.release(spec.Dir, args)
+	}
+	if pr != nil {
+		select {
+		case <-pr.ready:
+		case <-ctx.Done():
+		}
+		if !isClosed(pr.ready) || !pr.ok || isClosed(pr.exited) {
+			pr.kill() // died idle, or the run was cancelled while it booted
+			pr = nil
+		}
+	}
+	if pr == nil {
+		// Cold: start Deno first and compile while it boots.
+		cold, err := r.start(profileKey(spec.Dir, args), spec.Dir, args, spec.MemoryMB)
+		if err != nil {
+			res.Error = &Error{Kind: KindInternal, Message: err.Error()}
+			return finish()
+		}
+		cold.taken.Store(true)
+		pr = cold
+		if p == nil {
+			if p, err = prepare(spec.Code, spec.Importer); err != nil {
+				pr.kill()
+				return syntax(err)
+			}
+		}
+	}
+	r.execute(ctx, spec, p, pr, res)
 	return finish()
 }
 
 var frameStart = []byte("\n\x1e")
 
-// execute runs the prepared program and fills res.
-func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags []string, res *Result) {
-	args := []string{"run", "--no-prompt", "--no-config", "--no-lock", "--no-remote", "--cached-only",
-		"--node-modules-dir=none", "--v8-flags=--max-old-space-size=" + strconv.Itoa(spec.MemoryMB)}
-	if spec.Importer.Package == nil {
-		args = append(args, "--no-npm") // nothing is allowed: do not even resolve npm:
-	}
-	args = append(args, permFlags...)
-	args = append(args, r.opts.ExtraFlags...)
-	args = append(args, r.harness)
-	cmd := exec.Command(r.opts.Deno, args...)
-	cmd.Dir = spec.Dir
-	cmd.Env = r.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if r.dropsPrivileges() {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid), NoSetGroups: true}
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		res.Error = &Error{Kind: KindInternal, Message: "stdin pipe: " + err.Error()}
-		return
-	}
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		res.Error = &Error{Kind: KindInternal, Message: "stdout pipe: " + err.Error()}
-		return
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		res.Error = &Error{Kind: KindInternal, Message: "stderr pipe: " + err.Error()}
-		return
-	}
-	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
-	if err := cmd.Start(); err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		stderrR.Close()
-		stderrW.Close()
-		res.Error = &Error{Kind: KindInternal, Message: "start deno: " + r.scrub.Replace(err.Error())}
-		return
-	}
-	stdoutW.Close()
-	stderrW.Close()
-	pid := cmd.Process.Pid
-	r.limit(pid, spec)
+// execute runs the prepared program in pr, which it kills, and fills res.
+func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, res *Result) {
+	pid := pr.pid
+	limitCPU(pid, spec.Timeout)
 	if r.onStart != nil {
 		r.onStart(pid)
 	}
+	stdoutR, stderrR := pr.stdoutR, pr.stderrR
 
 	run := &runState{
 		r:       r,
 		spec:    spec,
 		p:       p,
-		stdin:   stdin,
+		stdin:   pr.stdin,
 		pid:     pid,
 		secret:  randomHex(24),
 		max:     spec.MaxOutputBytes,
@@ -134,13 +132,21 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags 
 
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() { defer readers.Done(); run.readStdout(stdoutR) }()
+	go func() {
+		defer readers.Done()
+		<-pr.ready
+		run.output("stdout", pr.pre)
+		if pr.ok {
+			run.start()
+			run.readFrames(pr.br)
+		}
+	}()
 	go func() { defer readers.Done(); run.readStderr(stderrR) }()
 
 	timer := time.NewTimer(spec.Timeout)
 	waited := make(chan error, 1)
 	go func() {
-		err := cmd.Wait()
+		<-pr.exited
 		// A process that escaped the kill (it double-forked away) may hold
 		// the pipes open: give the readers a moment to drain what the run
 		// wrote, then stop reading.
@@ -153,7 +159,7 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags 
 			stderrR.Close()
 			<-drained
 		}
-		waited <- err
+		waited <- pr.waitErr
 	}()
 	var waitErr error
 	select {
@@ -176,16 +182,11 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, permFlags 
 	run.fill(res, waitErr)
 }
 
-// limit applies RLIMIT_DATA and RLIMIT_CPU to the fresh process. The harness
-// waits for its program, so no user code runs before the limits are set.
-func (r *Runner) limit(pid int, spec Spec) {
-	// V8's heap is capped by --max-old-space-size; RLIMIT_DATA caps the rest
-	// (ArrayBuffers, Workers, native allocations) with room for the runtime.
-	data := uint64(spec.MemoryMB)*3<<20 + 512<<20
-	_ = unix.Prlimit(pid, unix.RLIMIT_DATA, &unix.Rlimit{Cur: data, Max: data}, nil)
-	cpu := uint64(spec.Timeout/time.Second) + 2
+// limitCPU applies RLIMIT_CPU for the run's timeout when the process is
+// handed to it, before its program is sent.
+func limitCPU(pid int, timeout time.Duration) {
+	cpu := uint64(timeout/time.Second) + 2
 	_ = unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: cpu, Max: cpu + 1}, nil)
-	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 }
 
 func (r *Runner) env() []string {
@@ -306,13 +307,31 @@ func (s *runState) output(stream string, b []byte) {
 	}
 }
 
-// readStdout separates the program's own output from the harness's frames.
-// A frame is "\n\x1e<secret>:<json>\n"; the newline before it belongs to the
-// frame, so program output is reproduced byte for byte.
+// readStdout reads a whole stdout stream: the harness's ready frame, then
+// the run (tests drive the frame parser through it).
 func (s *runState) readStdout(rd io.Reader) {
 	br := bufio.NewReaderSize(rd, 64<<10)
-	ready := false
-	marker := []byte("\x1e:")
+	pre, ok := awaitReady(br)
+	s.output("stdout", pre)
+	if ok {
+		s.start()
+		s.readFrames(br)
+	}
+}
+
+// start sends the harness its program. Only frames carrying the secret count
+// from now on.
+func (s *runState) start() {
+	s.send(map[string]any{"t": "run", "secret": s.secret, "code": s.p.js,
+		"resultKey": s.p.resultKey, "resultMax": s.max})
+}
+
+// readFrames separates the program's own output from the harness's frames,
+// after the ready frame. A frame is "\n\x1e<secret>:<json>\n"; the newline
+// before it belongs to the frame, so program output is reproduced byte for
+// byte.
+func (s *runState) readFrames(br *bufio.Reader) {
+	marker := []byte("\x1e" + s.secret + ":")
 	var pending []byte // program output not yet known not to precede a frame
 	flush := func() {
 		s.output("stdout", pending)
@@ -325,7 +344,7 @@ func (s *runState) readStdout(rd io.Reader) {
 			if body[len(body)-1] == '\n' {
 				body = body[:len(body)-1]
 			}
-			if i := bytes.Index(body, marker); i >= 0 && ready {
+			if i := bytes.Index(body, marker); i >= 0 {
 				// Output before the marker on the same line is the program's.
 				pending = append(pending, body[:i]...)
 				frame := body[i+len(marker):]
@@ -337,16 +356,6 @@ func (s *runState) readStdout(rd io.Reader) {
 					return
 				}
 				continue
-			}
-			if !ready && bytes.HasPrefix(body, []byte("\x1e:")) {
-				if string(body[2:]) == `{"t":"ready"}` {
-					ready = true
-					marker = []byte("\x1e" + s.secret + ":")
-					s.send(map[string]any{"t": "run", "secret": s.secret, "code": s.p.js,
-						"resultKey": s.p.resultKey, "resultMax": s.max})
-					pending = pending[:0]
-					continue
-				}
 			}
 			pending = append(pending, line...)
 			// Keep at most one trailing newline pending: earlier output is final.

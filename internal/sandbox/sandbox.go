@@ -111,7 +111,9 @@ type Options struct {
 	// means "as the conductor". The Deno binary, the workspace and the caches
 	// must then be reachable by that user.
 	UID, GID int
-	Logger   *slog.Logger
+	// Pool configures the warm pool; its zero value turns it off.
+	Pool   PoolOptions
+	Logger *slog.Logger
 }
 
 // Runner starts sandbox processes. It is safe for concurrent use.
@@ -122,6 +124,7 @@ type Runner struct {
 	gid     int
 	scrub   *strings.Replacer
 	log     *slog.Logger
+	pool    *pool // nil when off
 	// onStart, a test hook, learns the pid of every Deno process started.
 	onStart func(pid int)
 }
@@ -185,7 +188,20 @@ func New(opts Options) (*Runner, error) {
 	add(opts.DenoDir, "<deno-cache>")
 	add(opts.Home, "<home>")
 	r.scrub = strings.NewReplacer(pairs...)
+	if opts.Pool.Max > 0 {
+		r.pool = newPool(r, opts.Pool)
+	}
 	return r, nil
+}
+
+// Close kills the warm pool's processes and waits for its goroutines. Runs
+// in progress are not stopped (their contexts do that); runs after Close
+// start their own process. Close is idempotent.
+func (r *Runner) Close() error {
+	if r.pool != nil {
+		r.pool.close()
+	}
+	return nil
 }
 
 // scrubJSON removes host paths from JSON text. The labels need no escaping,
@@ -208,8 +224,26 @@ func (r *Runner) dropsPrivileges() bool { return r.uid != 0 && r.uid != os.Geteu
 func (r *Runner) Harness() string { return r.harness }
 
 // PrepareDir creates a conversation root with workspace/ (writable by the
-// sandbox user) and mcp/ (read-only to it).
+// sandbox user) and mcp/ (read-only to it). With a pool whose Warm profile
+// is set, a process for the conversation's first run starts in the
+// background.
 func (r *Runner) PrepareDir(dir string) error {
+	if err := r.prepareDir(dir); err != nil {
+		return err
+	}
+	if r.pool != nil && r.pool.opts.Warm != nil && filepath.IsAbs(dir) {
+		w := r.pool.opts.Warm
+		mem := w.MemoryMB
+		if mem <= 0 {
+			mem = 256
+		}
+		dir = filepath.Clean(dir)
+		r.pool.warm(dir, r.args(mem, w.Packages, flags(narrow(w.Permissions, r.opts.Workspace, dir))), mem)
+	}
+	return nil
+}
+
+func (r *Runner) prepareDir(dir string) error {
 	if err := os.MkdirAll(filepath.Join(dir, "mcp"), 0o755); err != nil {
 		return err
 	}
