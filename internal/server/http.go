@@ -241,7 +241,8 @@ func (h *sessionHolder) release(s *Server) {
 }
 
 // statelessSession is the principal's server in stateless mode; its default
-// conversation has a fixed id so that every replica resolves it alike.
+// conversation has a fixed id ("default", scoped to the principal by the
+// Conductor) so that every replica resolves it alike.
 func (s *Server) statelessSession(p string) *session {
 	s.mu.Lock()
 	ss := s.stateless[p]
@@ -249,7 +250,7 @@ func (s *Server) statelessSession(p string) *session {
 	if ss != nil {
 		return ss
 	}
-	ss = s.newSession(p, scopedID(p, "default"), false)
+	ss = s.newSession(p, "default", false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.stateless[p]; old != nil {

@@ -109,3 +109,27 @@ func TestHTTPHostHeaderOnLoopback(t *testing.T) {
 		t.Errorf("foreign Host on loopback: %d, want 403", resp.StatusCode)
 	}
 }
+
+// TestHTTPPrincipalLoadThenContext: load_tools of an authenticated
+// principal marks tools loaded in the same conversation execute_code and
+// conductor://context use.
+func TestHTTPPrincipalLoadThenContext(t *testing.T) {
+	everything := toolPath(t, "mcp-server-everything")
+	f := startHTTP(t, HTTPOptions{Token: "tok"}, func(c *config.Config) {
+		c.Servers = []config.Server{{Name: "everything", Command: everything, Transport: "stdio"}}
+	})
+	cs := f.connect(t, "tok", nil)
+	ctx := context.Background()
+	lr, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "load_tools", Arguments: map[string]any{"names": []string{"everything.echo"}}})
+	if err != nil || lr.IsError {
+		t.Fatalf("load_tools: %v %v", err, lr)
+	}
+	rr, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "conductor://context"})
+	if err != nil || len(rr.Contents) == 0 || !strings.Contains(rr.Contents[0].Text, "everything.echo") {
+		t.Fatalf("conductor://context after load_tools = %v, %v; want everything.echo loaded", rr, err)
+	}
+	res, err := execCode(ctx, cs, `import * as e from "./mcp/everything"; await e.echo({message: "x"})`)
+	if err != nil || res.IsError || !strings.Contains(text(res), "Echo: x") {
+		t.Fatalf("execute_code: %v %v", err, text(res))
+	}
+}

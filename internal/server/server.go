@@ -267,7 +267,7 @@ func (ss *session) execDescriptionLocked() string {
 	if ss.conv == "" {
 		return execDescription
 	}
-	if frag := ss.s.c.Context(ss.conv); frag != "" {
+	if frag := ss.s.c.ContextFor(ss.principal, ss.conv); frag != "" {
 		return execDescription + "\n" + frag
 	}
 	return execDescription
@@ -304,26 +304,18 @@ func (s *Server) refreshAll() {
 // conversation resolves the conversation a call runs in.
 func (ss *session) conversation(id string) (string, error) {
 	if id != "" {
-		return scopedID(ss.principal, id), nil
+		return id, nil // Conductor scopes it to ss.principal
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.conv == "" {
-		id, err := ss.s.c.CreateConversation()
+		id, err := ss.s.c.CreateConversationFor(ss.principal)
 		if err != nil {
 			return "", err
 		}
 		ss.conv = id
 	}
 	return ss.conv, nil
-}
-
-// scopedID keeps one principal's conversation ids apart from another's.
-func scopedID(principal, id string) string {
-	if principal == "" {
-		return id
-	}
-	return "p" + shortHash(principal) + "-" + id
 }
 
 func (ss *session) execute(ctx context.Context, req *mcp.CallToolRequest, in ExecInput) (*mcp.CallToolResult, any, error) {
@@ -420,7 +412,7 @@ func (ss *session) search(ctx context.Context, req *mcp.CallToolRequest, in Sear
 		limit = 50
 	}
 	start := time.Now()
-	res, err := ss.s.c.FindTools(ctx, conv, in.Query, limit)
+	res, err := ss.s.c.FindToolsFor(ctx, ss.principal, conv, in.Query, limit)
 	ss.s.metrics.ObserveSearch(time.Since(start))
 	if err != nil {
 		return errorResult(err.Error()), nil, nil
@@ -441,7 +433,7 @@ func (ss *session) load(ctx context.Context, req *mcp.CallToolRequest, in LoadIn
 	if len(in.Names) == 0 {
 		return errorResult("names is empty: pass tool names as server.tool, from search_tools"), nil, nil
 	}
-	specs, err := ss.s.c.LoadToolSpec(ctx, conv, in.Names...)
+	specs, err := ss.s.c.LoadToolSpecFor(ctx, ss.principal, conv, in.Names...)
 	if err != nil {
 		return errorResult(err.Error()), nil, nil
 	}
@@ -470,7 +462,7 @@ func (ss *session) contextText() string {
 	if conv == "" {
 		return ""
 	}
-	return ss.s.c.Context(conv)
+	return ss.s.c.ContextFor(ss.principal, conv)
 }
 
 func (ss *session) readContext(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
