@@ -48,6 +48,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -207,14 +208,8 @@ func (c *Conductor) Start(ctx context.Context) error {
 		Logger:            c.log,
 	})
 	c.startSweeper()
-	if c.embedder != nil {
-		// set by tests
-	} else if m, err := embed.Load(embed.DefaultDir(c.cfg.CacheDir)); err == nil {
-		c.model = m
-		c.embedder = modelEmbedder{m}
-	} else {
-		c.log.Info("tool search runs on keywords only: the embedding model is not installed (run `conductor setup`)",
-			slog.String("err", err.Error()))
+	if err := c.loadEmbedder(); err != nil {
+		return err
 	}
 	if len(c.cfg.Servers) > 0 {
 		c.hub = upstream.New(c.cfg.Servers, upstream.Options{
@@ -787,6 +782,49 @@ func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
 
 func (a hubAdapter) Call(ctx context.Context, server, tool string, args json.RawMessage) (*mcp.CallToolResult, error) {
 	return a.c.hub.Call(ctx, server, tool, args)
+}
+
+// loadEmbedder picks the embedding model: a remote OpenAI-compatible one
+// when configured, else the local model (int8 weights: a third of the
+// memory, 0.999 cosine agreement with float32), else none (keyword search,
+// logged and reported by doctor).
+func (c *Conductor) loadEmbedder() error {
+	if c.embedder != nil { // set by tests
+		return nil
+	}
+	cat := c.cfg.Catalog
+	if cat.EmbeddingURL != "" || cat.EmbeddingModel != "" {
+		url := cat.EmbeddingURL
+		if url == "" {
+			url = "https://api.openai.com/v1"
+		}
+		r, err := embed.NewRemote(embed.RemoteOptions{URL: url, Model: cat.EmbeddingModel, APIKey: cat.EmbeddingKey})
+		if err != nil {
+			return fmt.Errorf("catalog.embeddingURL: %w", err)
+		}
+		c.embedder = remoteEmbedder{r}
+		return nil
+	}
+	m, err := embed.LoadWith(embed.DefaultDir(c.cfg.CacheDir), embed.LoadOptions{Quantize: true})
+	if err != nil {
+		c.log.Info("tool search runs on keywords only: the embedding model is not installed (run `conductor setup`)",
+			slog.String("err", err.Error()))
+		return nil
+	}
+	// Loading peaks well above what the model keeps; give the rest back now.
+	debug.FreeOSMemory()
+	c.model = m
+	c.embedder = modelEmbedder{m}
+	return nil
+}
+
+// remoteEmbedder adapts a remote embedding API to the catalog.
+type remoteEmbedder struct{ r *embed.Remote }
+
+func (e remoteEmbedder) Name() string { return e.r.Name() }
+func (e remoteEmbedder) Dim() int     { return e.r.Dim() }
+func (e remoteEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	return e.r.Embed(ctx, texts)
 }
 
 // modelEmbedder adapts the local model to the catalog.

@@ -111,6 +111,9 @@ type Catalog struct {
 	EmbeddingURL string
 	// EmbeddingKeyEnv names the environment variable holding the remote API key.
 	EmbeddingKeyEnv string
+	// EmbeddingKey is the value of that variable, read by Load. It is a
+	// secret: never logged, never in errors, "set"/"unset" in Redacted.
+	EmbeddingKey string
 	// CacheSpecs keeps tool specs and vectors in the store across restarts.
 	CacheSpecs bool
 }

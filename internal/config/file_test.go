@@ -151,7 +151,7 @@ func wantFull(dir, h string) *Config {
 		{Name: "legacy", URL: "http://localhost:9000/sse", Transport: "sse"},
 		{Name: "local-bin", Command: filepath.Join(dir, "bin/server"), Transport: "stdio"},
 	}
-	c.Catalog = Catalog{EmbeddingModel: "text-embedding-3-small", EmbeddingURL: "https://api.openai.com/v1", EmbeddingKeyEnv: "OPENAI_API_KEY", CacheSpecs: true}
+	c.Catalog = Catalog{EmbeddingModel: "text-embedding-3-small", EmbeddingURL: "https://api.openai.com/v1", EmbeddingKeyEnv: "OPENAI_API_KEY", EmbeddingKey: "sk-secret-value", CacheSpecs: true}
 	c.Sandbox = Sandbox{
 		Permissions: Permissions{
 			Read:  []string{filepath.Join(dir, "data"), h + "/shared"},
@@ -172,7 +172,7 @@ func wantFull(dir, h string) *Config {
 }
 
 func TestFileFormats(t *testing.T) {
-	secrets := map[string]string{"GH_TOKEN": "gh-secret-value", "HTTP_TOKEN": "http-secret-value"}
+	secrets := map[string]string{"GH_TOKEN": "gh-secret-value", "HTTP_TOKEN": "http-secret-value", "OPENAI_API_KEY": "sk-secret-value"}
 	tests := []struct {
 		name, file, content string
 		deno                bool

@@ -80,6 +80,12 @@ func LoadWith(env func(string) string, file string, opts LoadOptions) (*Config, 
 		}
 	}
 	l.applyEnv()
+	if k := cfg.Catalog.EmbeddingKeyEnv; k != "" {
+		cfg.Catalog.EmbeddingKey = env(k)
+		if cfg.Catalog.EmbeddingKey == "" {
+			l.errs = append(l.errs, fmt.Errorf("catalog.embeddingKeyEnv: environment variable %s is not set", k))
+		}
+	}
 	if len(l.errs) == 0 {
 		sb := &cfg.Sandbox
 		if sb.DefaultTimeout > sb.MaxTimeout {

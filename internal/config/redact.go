@@ -60,6 +60,7 @@ func (c *Config) Redacted() map[string]any {
 			"embeddingModel":  c.Catalog.EmbeddingModel,
 			"embeddingURL":    redactURL(c.Catalog.EmbeddingURL),
 			"embeddingKeyEnv": c.Catalog.EmbeddingKeyEnv,
+			"embeddingKey":    setOrUnset(c.Catalog.EmbeddingKey),
 			"cacheSpecs":      c.Catalog.CacheSpecs,
 		},
 		"store": map[string]any{
@@ -132,3 +133,10 @@ func (h HTTP) String() string {
 
 // LogValue makes slog print the HTTP settings without the token.
 func (h HTTP) LogValue() slog.Value { return slog.StringValue(h.String()) }
+
+func setOrUnset(secret string) string {
+	if secret == "" {
+		return "unset"
+	}
+	return "set"
+}
