@@ -228,3 +228,71 @@ func ppid(pid int) (int, bool) {
 }
 
 func alive(pid int) bool { _, ok := ppid(pid); return ok }
+
+// TestStartHTTPKill9 kills the conductor with SIGKILL while a program runs:
+// its sandbox must not outlive it, and after a restart on the same store and
+// workspace the conversation is still there.
+func TestStartHTTPKill9(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"MCP_CONDUCTOR_HTTP_TOKEN=tok",
+		"MCP_CONDUCTOR_WORKSPACE=" + filepath.Join(dir, "ws"),
+		"MCP_CONDUCTOR_STORE=sqlite://" + filepath.Join(dir, "state.db"),
+		"MCP_CONDUCTOR_RUN_ARGS=allow-read=${env:MCP_CONDUCTOR_WORKSPACE},allow-write=${env:MCP_CONDUCTOR_WORKSPACE}"}
+	connectTo := func(url string) *mcp.ClientSession {
+		client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+		cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url,
+			HTTPClient: &http.Client{Transport: bearerRT{"tok"}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.Close() })
+		return cs
+	}
+	call := func(cs *mcp.ClientSession, code string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "execute_code",
+			Arguments: map[string]any{"code": code, "conversation_id": "kept"}})
+		if err != nil {
+			return "", err
+		}
+		return res.Content[0].(*mcp.TextContent).Text, nil
+	}
+
+	cmd, exited, url, stderr := startHTTPConductor(t, env)
+	cs := connectTo(url)
+	if out, err := call(cs, `await Deno.writeTextFile("workspace/kept.txt", "still here"); "ok"`); err != nil || !strings.Contains(out, "ok") {
+		t.Fatalf("write: %v %q\n%s", err, out, stderr())
+	}
+	go call(cs, `await new Promise(r => setTimeout(r, 60000))`)
+	var kids []int
+	deadline := time.Now().Add(10 * time.Second)
+	for len(kids) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		kids = descendants(cmd.Process.Pid)
+	}
+	if len(kids) == 0 {
+		t.Fatal("no sandbox process seen")
+	}
+	time.Sleep(300 * time.Millisecond)
+	kids = descendants(cmd.Process.Pid)
+	cmd.Process.Kill()
+	<-exited
+	deadline = time.Now().Add(10 * time.Second)
+	for _, pid := range kids {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if alive(pid) {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			t.Errorf("process %d outlived the SIGKILLed conductor by 10 s: %s", pid, strings.ReplaceAll(string(b), "\x00", " "))
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+
+	_, _, url, stderr = startHTTPConductor(t, env)
+	out, err := call(connectTo(url), `await Deno.readTextFile("workspace/kept.txt")`)
+	if err != nil || !strings.Contains(out, "still here") {
+		t.Errorf("after restart: %v %q\n%s", err, out, stderr())
+	}
+}
