@@ -3,7 +3,15 @@
 // conductor://context and a prompt with the same fragment. One MCP session is
 // one conversation unless a call names another with conversation_id.
 //
-// It is used by cmd/conductor; it imports the root conductor package.
+// It serves stdio (ServeStdio) and streamable HTTP (Handler, Serve): /mcp
+// with bearer-token or JWT auth, Origin check, body, rate and concurrency
+// limits, resumable streams, a stateless mode for replicas, /metrics,
+// /healthz, /readyz and a graceful drain on shutdown. While a program runs,
+// its console output goes out as notifications/message and, when the client
+// asked, notifications/progress; notifications/cancelled kills the run.
+//
+// It is used by cmd/conductor; it imports the root conductor package and
+// internal/telemetry.
 package server
 
 import (
