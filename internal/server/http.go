@@ -151,7 +151,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts HTTPOptions) e
 	if grace <= 0 {
 		grace = 30 * time.Second
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	// No write timeout: SSE streams and long runs keep responses open.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -381,6 +382,9 @@ func (l *limiter) reserve(p string) time.Duration {
 	l.mu.Lock()
 	b := l.buckets[p]
 	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			l.pruneLocked()
+		}
 		b = rate.NewLimiter(l.perSec, l.burst)
 		l.buckets[p] = b
 	}
@@ -405,6 +409,20 @@ func (l *limiter) acquireWait(ctx context.Context, p string, n int) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// maxBuckets bounds the rate limiter's memory when many principals (JWT
+// subjects) come and go.
+const maxBuckets = 10000
+
+// pruneLocked forgets the buckets that are full again: forgetting them
+// changes nothing for their principals.
+func (l *limiter) pruneLocked() {
+	for p, b := range l.buckets {
+		if b.Tokens() >= float64(l.burst) {
+			delete(l.buckets, p)
+		}
+	}
 }
 
 func (l *limiter) acquire(p string, n int) bool {

@@ -411,6 +411,38 @@ func TestHTTPJWTPrincipalScopesConversations(t *testing.T) {
 	if got := call(bob, readNote); !strings.Contains(got, "absent") {
 		t.Errorf("bob naming alice's conversation id read %q", got)
 	}
+	// Bob cannot use Alice's session either (the SDK binds sessions to the
+	// token's principal).
+	ping := `{"jsonrpc":"2.0","id":9,"method":"ping"}`
+	if code, body, _ := post(t, f.url, "Bearer "+tok("bob"), "", alice.ID(), ping); code != http.StatusForbidden {
+		t.Errorf("bob on alice's session: %d %q, want 403", code, body)
+	}
+	if code, body, _ := post(t, f.url, "Bearer "+tok("alice"), "", alice.ID(), ping); code != http.StatusOK {
+		t.Errorf("alice on her session: %d %q, want 200", code, body)
+	}
+}
+
+// TestHTTPResumableStream: with the event store, SSE events carry ids, so a
+// client that lost a stream can resume it with Last-Event-ID.
+func TestHTTPResumableStream(t *testing.T) {
+	f := startHTTP(t, HTTPOptions{}, nil)
+	code, body, h := initialize(t, f.url, "", "")
+	if code != 200 || h.Get("Mcp-Session-Id") == "" {
+		t.Fatalf("initialize: %d %q", code, body)
+	}
+	if !strings.Contains(h.Get("Content-Type"), "text/event-stream") || !strings.Contains(body, "\nid: ") && !strings.HasPrefix(body, "id: ") {
+		t.Errorf("initialize answer has no SSE event id (not resumable):\n%s", body)
+	}
+}
+
+func TestLimiterPrunesFullBuckets(t *testing.T) {
+	l := newLimiter(HTTPOptions{RatePerSecond: 1000, RateBurst: 1}, (*telemetry.Metrics)(nil))
+	for i := range maxBuckets + 10 {
+		l.reserve(fmt.Sprint("p", i))
+	}
+	if n := len(l.buckets); n > maxBuckets {
+		t.Errorf("%d buckets kept, want at most %d", n, maxBuckets)
+	}
 }
 
 func TestHTTPLimits(t *testing.T) {
