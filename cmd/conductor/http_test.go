@@ -83,6 +83,26 @@ func startHTTPConductor(t *testing.T, env []string, args ...string) (*exec.Cmd, 
 	return nil, nil, "", nil
 }
 
+func TestStartHTTPStateless(t *testing.T) {
+	_, _, url, _ := startHTTPConductor(t, nil, "--stateless")
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"execute_code","arguments":{"code":"40 + 2"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") != "" || !strings.Contains(string(b), "42") {
+		t.Errorf("stateless tools/call without initialize: %d session %q body %s", resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), b)
+	}
+	out, err := conductorCmd(t, nil, "start", "--stateless").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--stateless needs --http") {
+		t.Errorf("--stateless without --http: %v %s", err, out)
+	}
+}
+
 func TestStartHTTPRefusesPublicAddressWithoutToken(t *testing.T) {
 	cmd := conductorCmd(t, nil, "start", "--http", "0.0.0.0:0")
 	out, err := cmd.CombinedOutput()
