@@ -127,6 +127,8 @@ async function pump() {
     if (line === null) exit(70);
     if (line === "") continue;
     const msg = JSONparse(line);
+    // Only answers to calls count: a second "run" is never executed (a
+    // process runs exactly one program, pooled or not).
     if (msg.t !== "res") continue;
     const p = call(mapGet, pending, msg.id);
     if (!p) continue;

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-conductor/conductor/internal/config"
@@ -70,6 +71,9 @@ type pool struct {
 	sem   chan struct{}
 	stop  chan struct{}
 	spawn sync.WaitGroup // spawner goroutines and the janitor
+	live  sync.WaitGroup // processes the pool owns, until they exited
+
+	hits, misses, started, crashed atomic.Int64
 
 	mu     sync.Mutex
 	slots  map[string]*slot
@@ -85,6 +89,7 @@ type slot struct {
 	mem     int
 	procs   []*proc // started, not taken; oldest first
 	queued  int     // spawns waiting for their turn
+	cancel  int     // of which evicted before their turn
 	active  int     // runs of this profile in progress
 	want    int
 	used    time.Time
@@ -156,8 +161,16 @@ func (p *pool) take(dir string, args []string, mem int) *proc {
 		got = s.procs[idx]
 		s.procs = slices.Delete(s.procs, idx, idx+1)
 		p.n--
-		got.taken.Store(true)
-		s.crashes = 0
+		if got.state.CompareAndSwap(inPool, owned) {
+			p.live.Done()
+			s.crashes = 0
+			p.hits.Add(1)
+		} else {
+			got = nil // it exited just now; gone() finds it no more
+		}
+	}
+	if got == nil {
+		p.misses.Add(1)
 	}
 	p.fill(s)
 	return got
@@ -205,22 +218,26 @@ func (p *pool) fill(s *slot) {
 	}
 }
 
-// evictFor ends one idle spare of the least recently used profile other
-// than s, if it was used before s. Called with mu held.
+// evictFor ends one spare (or a start not begun) of the least recently
+// used profile other than s, if it was used before s. Called with mu held.
 func (p *pool) evictFor(s *slot) bool {
 	var lru *slot
 	for _, o := range p.slots {
-		if o != s && len(o.procs) > 0 && (lru == nil || o.used.Before(lru.used)) {
+		if o != s && len(o.procs)+o.queued > 0 && (lru == nil || o.used.Before(lru.used)) {
 			lru = o
 		}
 	}
 	if lru == nil || !lru.used.Before(s.used) {
 		return false
 	}
+	p.n--
+	if lru.queued > 0 {
+		lru.queued--
+		lru.cancel++
+		return true
+	}
 	pr := lru.procs[0]
 	lru.procs = lru.procs[1:]
-	p.n--
-	pr.taken.Store(true)
 	pr.kill()
 	p.dropIfCold(lru)
 	return true
@@ -229,7 +246,6 @@ func (p *pool) evictFor(s *slot) bool {
 // retire ends every spare of s and forgets it. Called with mu held.
 func (p *pool) retire(s *slot) {
 	for _, pr := range s.procs {
-		pr.taken.Store(true)
 		pr.kill()
 	}
 	p.n -= len(s.procs)
@@ -239,7 +255,7 @@ func (p *pool) retire(s *slot) {
 }
 
 func (p *pool) dropIfCold(s *slot) {
-	if len(s.procs) == 0 && s.queued == 0 && s.active == 0 {
+	if len(s.procs) == 0 && s.queued == 0 && s.cancel == 0 && s.active == 0 {
 		delete(p.slots, s.key)
 	}
 }
@@ -252,13 +268,22 @@ func (p *pool) spawnOne(s *slot) {
 	case p.sem <- struct{}{}:
 	case <-p.stop:
 		p.mu.Lock()
-		s.queued--
-		p.n--
+		if s.cancel > 0 {
+			s.cancel--
+		} else {
+			s.queued--
+			p.n--
+		}
 		p.mu.Unlock()
 		return
 	}
 	defer func() { <-p.sem }()
 	p.mu.Lock()
+	if s.cancel > 0 { // evicted while queued; already uncounted
+		s.cancel--
+		p.mu.Unlock()
+		return
+	}
 	s.queued--
 	if p.closed || p.slots[s.key] != s || len(s.procs) >= s.want {
 		// Closed, retired, or demand fell while queued.
@@ -266,19 +291,22 @@ func (p *pool) spawnOne(s *slot) {
 		p.mu.Unlock()
 		return
 	}
+	p.live.Add(1)
 	p.mu.Unlock()
-	pr, err := p.r.start(s.key, s.dir, s.args, s.mem)
+	pr, err := p.r.start(s.key, s.dir, s.args, s.mem, true)
 	p.mu.Lock()
 	if err != nil {
 		p.n--
+		p.live.Done()
 		p.mu.Unlock()
 		p.log.Warn("sandbox pool: start", slog.String("err", err.Error()))
 		return
 	}
-	if p.closed || p.slots[s.key] != s {
+	p.started.Add(1)
+	if p.closed || p.slots[s.key] != s || isClosed(pr.exited) {
+		// Closed or retired meanwhile (gone() reaps it), or dead already.
 		p.n--
 		p.mu.Unlock()
-		pr.taken.Store(true)
 		pr.kill()
 		return
 	}
@@ -294,9 +322,10 @@ func (p *pool) spawnOne(s *slot) {
 // removed and, if it had been ready, replaced (a few times in a row at
 // most: a profile whose processes keep dying is not restarted forever).
 func (p *pool) gone(pr *proc) {
-	if pr.taken.Load() {
-		return
+	if !pr.state.CompareAndSwap(inPool, exitedInPool) {
+		return // a run owns it
 	}
+	defer p.live.Done()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.slots[pr.key]
@@ -309,7 +338,7 @@ func (p *pool) gone(pr *proc) {
 	}
 	s.procs = slices.Delete(s.procs, i, i+1)
 	p.n--
-	pr.taken.Store(true)
+	p.crashed.Add(1)
 	wasReady := isClosed(pr.ready) && pr.ok
 	go func() { <-pr.ready; pr.stdoutR.Close(); pr.stderrR.Close() }()
 	s.crashes++
@@ -359,17 +388,13 @@ func (p *pool) close() {
 		return
 	}
 	p.closed = true
-	var killed []*proc
 	for _, s := range p.slots {
-		killed = append(killed, s.procs...)
 		p.retire(s)
 	}
 	close(p.stop)
 	p.mu.Unlock()
 	p.spawn.Wait()
-	for _, pr := range killed {
-		<-pr.exited
-	}
+	p.live.Wait()
 }
 
 // pids lists the pids of the pool's processes, idle or booting.
@@ -400,4 +425,24 @@ func (r *Runner) poolPids() []int {
 		return nil
 	}
 	return r.pool.pids()
+}
+
+// PoolStats are counters of the warm pool since the Runner started.
+type PoolStats struct {
+	// Idle counts processes started and not handed out (booting included).
+	Idle int
+	// Hits and Misses count runs that got a pooled process or started their
+	// own; Started counts pooled processes started; Crashed counts those that
+	// died while idle.
+	Hits, Misses, Started, Crashed int64
+}
+
+// PoolStats reports the warm pool's figures; zero without a pool.
+func (r *Runner) PoolStats() PoolStats {
+	if r.pool == nil {
+		return PoolStats{}
+	}
+	p := r.pool
+	return PoolStats{Idle: len(p.pids()), Hits: p.hits.Load(), Misses: p.misses.Load(),
+		Started: p.started.Load(), Crashed: p.crashed.Load()}
 }

@@ -88,13 +88,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	if pr == nil {
 		// Cold: start Deno first and compile while it boots.
-		cold, err := r.start(profileKey(spec.Dir, args), spec.Dir, args, spec.MemoryMB)
+		pr, err = r.start(profileKey(spec.Dir, args), spec.Dir, args, spec.MemoryMB, false)
 		if err != nil {
 			res.Error = &Error{Kind: KindInternal, Message: err.Error()}
 			return finish()
 		}
-		cold.taken.Store(true)
-		pr = cold
 		if p == nil {
 			if p, err = prepare(spec.Code, spec.Importer); err != nil {
 				pr.kill()

@@ -38,8 +38,17 @@ type proc struct {
 	exited  chan struct{}
 	waitErr error
 
-	taken atomic.Bool
+	// state says who owns the process: the pool (0), a run or a caller
+	// (owned), or nobody since it exited in the pool (exitedInPool). A
+	// process leaves the pool once, by compare-and-swap.
+	state atomic.Int32
 }
+
+const (
+	inPool int32 = iota
+	owned
+	exitedInPool
+)
 
 // maxPre bounds what the harness's stdout may carry before it is ready.
 const maxPre = 64 << 10
@@ -62,7 +71,7 @@ func (r *Runner) args(memoryMB int, packages bool, permFlags []string) []string 
 // not depend on the run (memory, core dumps). The harness waits for its
 // program, so no user code runs before the run's own limits are set. The
 // returned process is owned by the caller, who must kill it.
-func (r *Runner) start(key, dir string, args []string, memoryMB int) (*proc, error) {
+func (r *Runner) start(key, dir string, args []string, memoryMB int, pooled bool) (*proc, error) {
 	cmd := exec.Command(r.opts.Deno, args...)
 	cmd.Dir = dir
 	cmd.Env = r.env()
@@ -108,6 +117,9 @@ func (r *Runner) start(key, dir string, args []string, memoryMB int) (*proc, err
 		ready:   make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
+	if !pooled {
+		p.state.Store(owned)
+	}
 	limitMemory(p.pid, memoryMB)
 	go func() {
 		p.pre, p.ok = awaitReady(p.br)
@@ -116,7 +128,7 @@ func (r *Runner) start(key, dir string, args []string, memoryMB int) (*proc, err
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
-		if r.pool != nil {
+		if pooled {
 			r.pool.gone(p)
 		}
 	}()
