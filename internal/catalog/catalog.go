@@ -37,6 +37,7 @@ func (t Tool) Key() string { return t.Server + "." + t.Name }
 // Embedder turns texts into L2-normalized vectors of Dim() floats. Name
 // identifies the model (and its version) in the VectorCache, so vectors of
 // two models never mix. Implementations must be safe for concurrent use.
+// An Embedder with a token window should also implement TokenCounter.
 type Embedder interface {
 	Name() string
 	Dim() int

@@ -396,3 +396,36 @@ func TestQueryEmbedFailureFallsBackToBM25(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 }
+
+// TestPartsFitTheModelWindow: with the real model, every part of every
+// real tool text fits in its 128-token window, and long texts have parts.
+func TestPartsFitTheModelWindow(t *testing.T) {
+	e := realEmbedder(t)
+	tc := e.(TokenCounter)
+	cost, budget := wordBudget(e)
+	tools := append(realTools(t), realTools(t, "tasks")...)
+	// Real descriptions fit in one part (the longest, read_text_file, is
+	// 120 tokens with its parameters); a tool documenting a whole server
+	// does not.
+	var all []string
+	for _, tl := range realTools(t, "filesystem") {
+		all = append(all, tl.Description)
+	}
+	tools = append(tools, Tool{Server: "big", Name: "do_everything", Description: strings.Join(all, " ")})
+	docs := analyze(tools)
+	multi := 0
+	for i, tl := range tools {
+		parts := embedTexts(tl, docs[i], []string{"other tool"}, cost, budget, 0)
+		if len(parts) > 1 {
+			multi++
+		}
+		for _, p := range parts {
+			if n := tc.TokenCount(p); n > tc.MaxTokens() {
+				t.Errorf("%s: part of %d tokens > %d: %.60q…", tl.Key(), n, tc.MaxTokens(), p)
+			}
+		}
+	}
+	if multi == 0 {
+		t.Error("no tool text needed more than one part")
+	}
+}

@@ -11,7 +11,7 @@ import (
 	"github.com/mcp-conductor/conductor/internal/embed"
 )
 
-// useLite adapts *embed.Model to Embedder (and tokenCounter, so long tool
+// useLite adapts *embed.Model to Embedder (and TokenCounter, so long tool
 // texts are split by the model's own token count).
 type useLite struct{ m *embed.Model }
 

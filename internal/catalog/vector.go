@@ -16,10 +16,11 @@ import (
 // Longer texts are embedded in parts and the parts averaged, never cut.
 const chunkWords = 80
 
-// tokenCounter is implemented by embedders with a fixed input window
-// (internal/embed's USE-lite: 128 tokens); parts are then sized by the
-// model's own token count instead of chunkWords.
-type tokenCounter interface {
+// TokenCounter may be implemented by an Embedder with a fixed input window
+// (internal/embed's USE-lite reads 128 tokens): Build then sizes the parts
+// of long tool texts by the model's own token count instead of chunkWords,
+// so no part is cut by the model.
+type TokenCounter interface {
 	MaxTokens() int
 	TokenCount(text string) int
 }
@@ -27,7 +28,7 @@ type tokenCounter interface {
 // wordBudget returns a function giving the cost of a word and the budget
 // of one part.
 func wordBudget(e Embedder) (cost func(string) int, budget int) {
-	if tc, ok := e.(tokenCounter); ok && tc.MaxTokens() > 16 {
+	if tc, ok := e.(TokenCounter); ok && tc.MaxTokens() > 16 {
 		memo := map[string]int{}
 		return func(w string) int {
 			c, ok := memo[w]
