@@ -157,7 +157,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts HTTPOptions) e
 	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
-		s.Drain(context.Background())
+		// The listener failed: runs in flight still get the grace period.
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+		defer cancel()
+		s.Drain(gctx)
+		s.closeSessions()
 		return err
 	case <-ctx.Done():
 	}
