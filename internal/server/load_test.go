@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ func TestHTTPLoad(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("CONDUCTOR_LOAD_SECONDS")); err == nil && n > 0 {
 		seconds = min(n, 60)
 	}
+	heapBefore := heapAfterGC()
 	fdsBefore := openFDs(t)
 	kidsBefore := childProcesses(t)
 	t.Cleanup(func() {
@@ -130,6 +132,20 @@ func TestHTTPLoad(t *testing.T) {
 	if n := f.s.activeSessions(); n != 0 {
 		t.Errorf("%d sessions still counted after shutdown", n)
 	}
+	// Memory is flat: what the sessions held is gone once they closed.
+	heapAfter := heapAfterGC()
+	t.Logf("heap in use: %.1f MB before, %.1f MB after", float64(heapBefore)/1e6, float64(heapAfter)/1e6)
+	if grew := int64(heapAfter) - int64(heapBefore); grew > 32<<20 {
+		t.Errorf("heap grew by %d MB over the load", grew>>20)
+	}
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 type bearerOn struct {
