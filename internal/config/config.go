@@ -43,6 +43,17 @@ type Config struct {
 	Catalog Catalog
 	Store   Store
 	HTTP    HTTP
+	// Telemetry configures OpenTelemetry traces (off by default).
+	Telemetry Telemetry
+}
+
+// Telemetry configures tracing.
+type Telemetry struct {
+	// OTLPEndpoint, when set, exports one trace span per execution, with a
+	// child span per tool call, to this OTLP/HTTP endpoint
+	// ("http://collector:4318"). From telemetry.otlpEndpoint or
+	// OTEL_EXPORTER_OTLP_ENDPOINT; empty means no tracing.
+	OTLPEndpoint string
 }
 
 // Sandbox holds the limits and grants of every execution.
@@ -154,4 +165,40 @@ type HTTP struct {
 	// MaxConcurrentExecutions bounds execute_code runs in flight per
 	// principal; 0 means unlimited.
 	MaxConcurrentExecutions int
+
+	// Tokens are more static bearer tokens, each with a name (its principal
+	// is "token:"+Name) and a role. Their values are secrets.
+	Tokens []HTTPToken
+	// TokenRole is the role of Token (the principal "token"); empty means
+	// DefaultRole.
+	TokenRole string
+	// Roles narrow the administrator's policy per principal, by role name.
+	// A JWT principal takes the first role, by name, whose Claims match.
+	Roles map[string]Role
+	// DefaultRole is the role of an authenticated principal that no token
+	// or claim maps to a role; empty means the administrator's policy only.
+	DefaultRole string
+}
+
+// HTTPToken is one named static bearer token and its role.
+type HTTPToken struct {
+	Name string
+	// Token is a secret: never in errors, logs or Redacted.
+	Token string
+	Role  string
+}
+
+// Role says which servers and tools the code of a principal may call. It
+// only narrows the administrator's policy (servers.<name>): a server that
+// Servers does not name is out of reach, and a tool must pass both policies.
+type Role struct {
+	// Name is the role's key in http.roles.
+	Name string
+	// Claims match JWT access tokens: every claim named must hold (or, for a
+	// list claim, contain) one of the values given. No claims: the role is
+	// reached only through tokens and defaultRole.
+	Claims map[string][]string
+	// Servers are the reachable servers and their tool filters; an empty
+	// ToolPolicy allows every tool the administrator exposes.
+	Servers map[string]ToolPolicy
 }

@@ -336,6 +336,7 @@ func (d *fileDec) top(v any) {
 		"servers":    d.policies,
 		"store":      d.store,
 		"http":       d.http,
+		"telemetry":  d.telemetry,
 	})
 	// Policies name servers: check after both are decoded.
 	names := map[string]bool{}
@@ -346,6 +347,133 @@ func (d *fileDec) top(v any) {
 		if !names[n] {
 			d.errf(joinPath("servers", n), "no server named %q in mcpServers", n)
 		}
+	}
+	for _, r := range sortedKeys(d.cfg.HTTP.Roles) {
+		for _, n := range sortedKeys(d.cfg.HTTP.Roles[r].Servers) {
+			if !names[n] {
+				d.errf(joinPath(joinPath(joinPath("http.roles", r), "servers"), n), "no server named %q in mcpServers", n)
+			}
+		}
+	}
+}
+
+func (d *fileDec) telemetry(p string, v any) {
+	d.object(p, v, map[string]func(string, any){
+		"otlpEndpoint": func(fp string, v any) {
+			s, ok := d.expanded(fp, v)
+			if !ok {
+				return
+			}
+			if err := checkHTTPURL(s); err != nil {
+				d.errf(fp, "%v", err)
+				return
+			}
+			d.cfg.Telemetry.OTLPEndpoint = s
+		},
+	})
+}
+
+// roles decodes http.roles: {name: {claims: {claim: [values]}, servers:
+// {server: {allowTools, denyTools}}}}.
+func (d *fileDec) roles(p string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.errf(p, "must be an object of roles by name, got %s", kindOf(v))
+		return
+	}
+	h := &d.cfg.HTTP
+	for _, name := range sortedKeys(m) {
+		rp := joinPath(p, name)
+		if !serverNameRE.MatchString(name) {
+			d.errf(rp, "role names match %s", serverNameRE)
+			continue
+		}
+		r := Role{Name: name, Servers: map[string]ToolPolicy{}}
+		d.object(rp, m[name], map[string]func(string, any){
+			"claims": func(fp string, v any) {
+				cm, ok := v.(map[string]any)
+				if !ok {
+					d.errf(fp, "must be an object of value lists by claim name, got %s", kindOf(v))
+					return
+				}
+				r.Claims = map[string][]string{}
+				for _, c := range sortedKeys(cm) {
+					l, ok := d.strList(joinPath(fp, c), cm[c])
+					if !ok {
+						continue
+					}
+					if len(l) == 0 {
+						d.errf(joinPath(fp, c), "lists no values (a claim that matches nothing)")
+						continue
+					}
+					r.Claims[c] = l
+				}
+			},
+			"servers": func(fp string, v any) {
+				sm, ok := v.(map[string]any)
+				if !ok {
+					d.errf(fp, "must be an object of policies by server name, got %s", kindOf(v))
+					return
+				}
+				for _, s := range sortedKeys(sm) {
+					sp := joinPath(fp, s)
+					var tp ToolPolicy
+					d.object(sp, sm[s], map[string]func(string, any){
+						"allowTools": func(fp string, v any) { tp.AllowTools, _ = d.strList(fp, v) },
+						"denyTools":  func(fp string, v any) { tp.DenyTools, _ = d.strList(fp, v) },
+					})
+					if err := checkPolicy(sp, tp); err != nil {
+						d.errs = append(d.errs, err)
+					}
+					r.Servers[s] = tp
+				}
+			},
+		})
+		if h.Roles == nil {
+			h.Roles = map[string]Role{}
+		}
+		h.Roles[name] = r
+	}
+}
+
+// tokens decodes http.tokens: [{name, token, role}].
+func (d *fileDec) tokens(p string, v any) {
+	l, ok := v.([]any)
+	if !ok {
+		d.errf(p, "must be an array of {name, token, role}, got %s", kindOf(v))
+		return
+	}
+	seen := map[string]bool{}
+	for i, e := range l {
+		tp := fmt.Sprintf("%s[%d]", p, i)
+		var t HTTPToken
+		d.object(tp, e, map[string]func(string, any){
+			"name": func(fp string, v any) { t.Name, _ = d.str(fp, v) },
+			"token": func(fp string, v any) {
+				s, ok := d.expanded(fp, v)
+				if !ok {
+					return
+				}
+				if err := checkToken(s); err != nil {
+					d.errf(fp, "%v", err)
+					return
+				}
+				t.Token = s
+			},
+			"role": func(fp string, v any) { t.Role, _ = d.str(fp, v) },
+		})
+		switch {
+		case !serverNameRE.MatchString(t.Name):
+			d.errf(tp+".name", "required; names match %s", serverNameRE)
+		case seen[t.Name]:
+			d.errf(tp+".name", "%q is already the name of another token", t.Name)
+		case t.Token == "":
+			d.errf(tp+".token", "required (use ${env:NAME} to keep it out of the file)")
+		case t.Role == "":
+			d.errf(tp+".role", "required")
+		}
+		seen[t.Name] = true
+		d.cfg.HTTP.Tokens = append(d.cfg.HTTP.Tokens, t)
 	}
 }
 
@@ -753,6 +881,10 @@ func (d *fileDec) http(p string, v any) {
 				d.errf(fp+".issuer", "required (audience and jwksURL need it)")
 			}
 		},
+		"roles":       d.roles,
+		"tokens":      d.tokens,
+		"tokenRole":   func(fp string, v any) { h.TokenRole, _ = d.str(fp, v) },
+		"defaultRole": func(fp string, v any) { h.DefaultRole, _ = d.str(fp, v) },
 		"maxBodyBytes": func(fp string, v any) {
 			if n, ok := d.integer(fp, v); ok {
 				if n < 1024 {

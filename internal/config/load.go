@@ -24,6 +24,9 @@ const (
 	EnvDeno            = "MCP_CONDUCTOR_DENO"
 	EnvHTTPToken       = "MCP_CONDUCTOR_HTTP_TOKEN"
 	EnvCache           = "MCP_CONDUCTOR_CACHE"
+	// EnvOTLPEndpoint is OpenTelemetry's standard variable; it turns on
+	// tracing like telemetry.otlpEndpoint (and wins over it).
+	EnvOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
 )
 
 // LoadOptions adjusts LoadWith.
@@ -214,6 +217,13 @@ func (l *loader) applyEnv() {
 			l.errs = append(l.errs, fmt.Errorf("%s: %w", EnvHTTPToken, err))
 		} else {
 			c.HTTP.Token = v
+		}
+	}
+	if v := env(EnvOTLPEndpoint); v != "" {
+		if err := checkHTTPURL(v); err != nil {
+			l.errs = append(l.errs, fmt.Errorf("%s: %w", EnvOTLPEndpoint, err))
+		} else {
+			c.Telemetry.OTLPEndpoint = v
 		}
 	}
 }

@@ -73,8 +73,40 @@ func (c *Config) Redacted() map[string]any {
 			"addr":           c.HTTP.Addr,
 			"token":          token,
 			"allowedOrigins": nonNil(c.HTTP.AllowedOrigins),
+			"tokens":         redactTokens(c.HTTP.Tokens),
+			"tokenRole":      c.HTTP.TokenRole,
+			"roles":          rolesData(c.HTTP.Roles),
+			"defaultRole":    c.HTTP.DefaultRole,
+		},
+		"telemetry": map[string]any{
+			"otlpEndpoint": redactURL(c.Telemetry.OTLPEndpoint),
 		},
 	}
+}
+
+// redactTokens shows named tokens with their roles, values as "set".
+func redactTokens(ts []HTTPToken) []any {
+	out := make([]any, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, map[string]any{"name": t.Name, "token": setOrUnset(t.Token), "role": t.Role})
+	}
+	return out
+}
+
+func rolesData(rs map[string]Role) map[string]any {
+	out := map[string]any{}
+	for name, r := range rs {
+		servers := map[string]any{}
+		for s, p := range r.Servers {
+			servers[s] = map[string]any{"allowTools": nonNil(p.AllowTools), "denyTools": nonNil(p.DenyTools)}
+		}
+		claims := map[string]any{}
+		for c, v := range r.Claims {
+			claims[c] = v
+		}
+		out[name] = map[string]any{"claims": claims, "servers": servers}
+	}
+	return out
 }
 
 func redactValues(m map[string]string) map[string]string {

@@ -311,6 +311,7 @@ func (c *Config) Validate() error {
 	for i, o := range c.HTTP.AllowedOrigins {
 		bad(fmt.Sprintf("http.allowedOrigins[%d]", i), checkOrigin(o))
 	}
+	errs = append(errs, c.HTTP.checkRoles()...)
 	return errors.Join(errs...)
 }
 
@@ -321,4 +322,37 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// checkRoles checks that every role named (tokenRole, defaultRole,
+// tokens[].role) is defined, and that tokens differ from each other and
+// from http.token (values never quoted).
+func (h *HTTP) checkRoles() []error {
+	var errs []error
+	ref := func(p, role string) {
+		if role == "" {
+			return
+		}
+		if _, ok := h.Roles[role]; !ok {
+			errs = append(errs, fmt.Errorf("%s: no role named %q in http.roles (roles: %s)", p, role, strings.Join(sortedKeys(h.Roles), ", ")))
+		}
+	}
+	ref("http.tokenRole", h.TokenRole)
+	ref("http.defaultRole", h.DefaultRole)
+	if h.TokenRole != "" && h.Token == "" {
+		errs = append(errs, fmt.Errorf("http.tokenRole: there is no http.token (or %s) to give a role", EnvHTTPToken))
+	}
+	seen := map[string]string{}
+	if h.Token != "" {
+		seen[h.Token] = "http.token"
+	}
+	for i, t := range h.Tokens {
+		p := fmt.Sprintf("http.tokens[%d]", i)
+		ref(p+".role", t.Role)
+		if prev, dup := seen[t.Token]; dup && t.Token != "" {
+			errs = append(errs, fmt.Errorf("%s.token: same value as %s (value not shown)", p, prev))
+		}
+		seen[t.Token] = p + ".token"
+	}
+	return errs
 }
