@@ -131,22 +131,33 @@ func match(pattern, name string) bool {
 	return strings.HasSuffix(name, last)
 }
 
-// Call is one observed tool call, for audit and co-usage.
+// Call is one observed tool call, for audit, metrics, traces and co-usage.
 type Call struct {
 	Server, Tool string
+	Start        time.Time
 	Duration     time.Duration
 	Err          error
 }
 
-// Run returns the handler for one run. onCall, if set, observes every call
-// (also refused ones). The handler's signature matches sandbox.CallHandler.
+// Run returns the handler for one run under the administrator's policy
+// alone; see RunWith.
 func (b *Bridge) Run(onCall func(Call)) func(ctx context.Context, server, tool string, args json.RawMessage) (json.RawMessage, error) {
+	return b.RunWith(nil, onCall)
+}
+
+// RunWith returns the handler for one run. A call must pass the
+// administrator's policy and, when role is not nil, role too (a principal's
+// role narrows, never widens; a server missing from role is allowed by it,
+// so a caller that means "only these servers" lists the others with
+// DenyTools ["*"]). onCall, if set, observes every call (also refused ones).
+// The handler's signature matches sandbox.CallHandler.
+func (b *Bridge) RunWith(role map[string]config.ToolPolicy, onCall func(Call)) func(ctx context.Context, server, tool string, args json.RawMessage) (json.RawMessage, error) {
 	var n atomic.Int64
 	return func(ctx context.Context, server, tool string, args json.RawMessage) (json.RawMessage, error) {
 		start := time.Now()
-		v, err := b.call(ctx, &n, server, tool, args)
+		v, err := b.call(ctx, &n, role, server, tool, args)
 		if onCall != nil {
-			onCall(Call{Server: server, Tool: tool, Duration: time.Since(start), Err: err})
+			onCall(Call{Server: server, Tool: tool, Start: start, Duration: time.Since(start), Err: err})
 		}
 		return v, err
 	}
@@ -178,13 +189,16 @@ func clip(s string, n int) string {
 	return s[:cut] + fmt.Sprintf("… (%d more bytes)", len(s)-cut)
 }
 
-func (b *Bridge) call(ctx context.Context, n *atomic.Int64, server, tool string, args json.RawMessage) (json.RawMessage, error) {
+func (b *Bridge) call(ctx context.Context, n *atomic.Int64, role map[string]config.ToolPolicy, server, tool string, args json.RawMessage) (json.RawMessage, error) {
 	name := server + "." + tool
 	if c := n.Add(1); c > int64(b.limits.MaxCalls) {
 		return nil, fmt.Errorf("%s: %w: more than %d tool calls in one program", name, ErrRefused, b.limits.MaxCalls)
 	}
 	if !b.Exposed(server, tool) {
 		return nil, fmt.Errorf("%s: %w: the administrator does not expose this tool", name, ErrRefused)
+	}
+	if role != nil && !allowed(role, server, tool) {
+		return nil, fmt.Errorf("%s: %w: this principal's role does not allow this tool", name, ErrRefused)
 	}
 	schema, ok := b.up.InputSchema(server, tool)
 	if !ok {

@@ -594,3 +594,44 @@ func TestCancelReachesUpstream(t *testing.T) {
 		t.Errorf("cancelled call: err = %v", err)
 	}
 }
+
+// TestRunWithRole: a role narrows the administrator's policy, never widens
+// it, and refused calls never reach the upstream server.
+func TestRunWithRole(t *testing.T) {
+	t.Parallel()
+	up := &fakeUpstream{tools: map[string]fakeTool{
+		"fs.read": {schema: objSchema}, "fs.write": {schema: objSchema}, "fs.admin": {schema: objSchema},
+		"mem.get": {schema: objSchema},
+	}}
+	admin := map[string]config.ToolPolicy{"fs": {DenyTools: []string{"admin"}}}
+	role := map[string]config.ToolPolicy{"fs": {AllowTools: []string{"read", "admin"}}, "mem": {DenyTools: []string{"*"}}}
+	b := New(up, admin, Limits{})
+	var calls []Call
+	call := b.RunWith(role, func(c Call) { calls = append(calls, c) })
+	for _, tt := range []struct {
+		tool, want string
+	}{
+		{"fs.read", ""},
+		{"fs.write", "this principal's role does not allow this tool"},
+		{"fs.admin", "the administrator does not expose this tool"},
+		{"mem.get", "this principal's role does not allow this tool"},
+	} {
+		server, tool, _ := strings.Cut(tt.tool, ".")
+		_, err := call(context.Background(), server, tool, nil)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("call %s = %v, want success", tt.tool, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrRefused)):
+			t.Errorf("call %s = %v, want a refusal saying %q", tt.tool, err, tt.want)
+		}
+		if got, want := b.Exposed(server, tool, role), tt.want == ""; got != want {
+			t.Errorf("Exposed(%s, role) = %v, want %v", tt.tool, got, want)
+		}
+	}
+	if got := up.received(); len(got) != 1 || got[0] != "fs.read {}" {
+		t.Errorf("upstream received %q, want only fs.read", got)
+	}
+	if len(calls) != 4 || calls[0].Start.IsZero() {
+		t.Errorf("onCall saw %d calls (first %+v), want 4 with a start time", len(calls), calls[0])
+	}
+}
