@@ -6,6 +6,7 @@
 //   conductor -> harness, on stdin:
 //     {"t":"run","secret":S,"code":JS,"resultMax":N}   exactly once, first
 //     {"t":"res","id":N,"ok":true,"value":V} | {"t":"res","id":N,"ok":false,"error":MSG}
+//   harness -> conductor, on stderr, just before "done": "\x1e" + S + ":end\n"
 //   harness -> conductor, on stdout: "\n" + "\x1e" + S + ":" + JSON + "\n"
 //     {"t":"ready"}                                       when waiting for "run"
 //     {"t":"call","id":N,"server":S,"tool":T,"args":A}    a tool call
@@ -26,6 +27,8 @@ const decoder = new TextDecoder();
 const decode = decoder.decode.bind(decoder);
 const stdout = D.stdout;
 const writeSync = stdout.writeSync.bind(stdout);
+const stderr = D.stderr;
+const writeErrSync = stderr.writeSync.bind(stderr);
 const stdin = D.stdin;
 const readStdin = stdin.read.bind(stdin);
 const exit = D.exit.bind(D);
@@ -262,6 +265,13 @@ let finished = false;
 function finish(text) {
   if (finished) return;
   finished = true;
+  // Tell the conductor stderr is complete, so it need not wait for the
+  // process to die to know it read everything.
+  try {
+    const end = encode("\x1e" + secret + ":end\n");
+    let off = 0;
+    while (off < end.length) off += writeErrSync(call(u8Subarray, end, off));
+  } catch {}
   send(text);
   try {
     AtomicsWait(new Int32ArrayCtor(new SharedArrayBufferCtor(4)), 0, 0, 10000);

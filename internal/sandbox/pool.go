@@ -88,8 +88,8 @@ type slot struct {
 	args    []string
 	mem     int
 	procs   []*proc // started, not taken; oldest first
-	queued  int     // spawns waiting for their turn
-	cancel  int     // of which evicted before their turn
+	queued  int     // spawns not yet in procs (waiting or starting), cancelled ones excluded
+	cancel  int     // spawns evicted before they reached procs
 	active  int     // runs of this profile in progress
 	want    int
 	used    time.Time
@@ -231,7 +231,7 @@ func (p *pool) evictFor(s *slot) bool {
 		return false
 	}
 	p.n--
-	if lru.queued > 0 {
+	if lru.queued > 0 { // the spawner drops it when it looks next
 		lru.queued--
 		lru.cancel++
 		return true
@@ -264,6 +264,20 @@ func (p *pool) dropIfCold(s *slot) {
 // until the process is ready, so at most Spawns processes boot at once.
 func (p *pool) spawnOne(s *slot) {
 	defer p.spawn.Done()
+	// dropped reports (with mu held) whether this spawn was evicted or is no
+	// longer wanted, and uncounts it.
+	dropped := func() bool {
+		if s.cancel > 0 { // evicted: already uncounted
+			s.cancel--
+			return true
+		}
+		if p.closed || p.slots[s.key] != s || len(s.procs)+s.queued > s.want {
+			s.queued--
+			p.n--
+			return true
+		}
+		return false
+	}
 	select {
 	case p.sem <- struct{}{}:
 	case <-p.stop:
@@ -279,15 +293,7 @@ func (p *pool) spawnOne(s *slot) {
 	}
 	defer func() { <-p.sem }()
 	p.mu.Lock()
-	if s.cancel > 0 { // evicted while queued; already uncounted
-		s.cancel--
-		p.mu.Unlock()
-		return
-	}
-	s.queued--
-	if p.closed || p.slots[s.key] != s || len(s.procs) >= s.want {
-		// Closed, retired, or demand fell while queued.
-		p.n--
+	if dropped() {
 		p.mu.Unlock()
 		return
 	}
@@ -296,20 +302,33 @@ func (p *pool) spawnOne(s *slot) {
 	pr, err := p.r.start(s.key, s.dir, s.args, s.mem, true)
 	p.mu.Lock()
 	if err != nil {
-		p.n--
+		if s.cancel > 0 {
+			s.cancel--
+		} else {
+			s.queued--
+			p.n--
+		}
 		p.live.Done()
 		p.mu.Unlock()
 		p.log.Warn("sandbox pool: start", slog.String("err", err.Error()))
 		return
 	}
 	p.started.Add(1)
-	if p.closed || p.slots[s.key] != s || isClosed(pr.exited) {
-		// Closed or retired meanwhile (gone() reaps it), or dead already.
+	// Evicted, closed or retired meanwhile, or dead already: kill it
+	// (gone() uncounts it from live once it exited).
+	if dropped() {
+		p.mu.Unlock()
+		pr.kill()
+		return
+	}
+	if isClosed(pr.exited) {
+		s.queued--
 		p.n--
 		p.mu.Unlock()
 		pr.kill()
 		return
 	}
+	s.queued--
 	s.procs = append(s.procs, pr)
 	p.mu.Unlock()
 	select {

@@ -353,4 +353,5 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 	if len(e.r.poolPids()) != 0 {
 		t.Error("a run after Close pooled a process")
 	}
+	e.r.Close() // waits for that run's process to be reaped
 }

@@ -34,8 +34,43 @@ func killTree(pid int) {
 	}
 }
 
-// descendants lists the live descendants of pid from /proc.
+// descendants lists the live descendants of pid: from the children files
+// of its threads (a few reads), or by scanning all of /proc when the kernel
+// has none (milliseconds on a busy host).
 func descendants(pid int) []int {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/children"); err == nil {
+		return childrenWalk(pid)
+	}
+	return scanDescendants(pid)
+}
+
+func childrenWalk(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(p) + "/task")
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/task/" + t.Name() + "/children")
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func scanDescendants(pid int) []int {
 	f, err := os.Open("/proc")
 	if err != nil {
 		return nil

@@ -116,14 +116,15 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, 
 	stdoutR, stderrR := pr.stdoutR, pr.stderrR
 
 	run := &runState{
-		r:       r,
-		spec:    spec,
-		p:       p,
-		stdin:   pr.stdin,
-		pid:     pid,
-		secret:  randomHex(24),
-		max:     spec.MaxOutputBytes,
-		stopped: make(chan struct{}),
+		r:         r,
+		spec:      spec,
+		p:         p,
+		stdin:     pr.stdin,
+		pid:       pid,
+		secret:    randomHex(24),
+		max:       spec.MaxOutputBytes,
+		stopped:   make(chan struct{}),
+		stderrEnd: make(chan struct{}),
 	}
 	runCtx, cancelCalls := context.WithCancel(ctx)
 	run.callCtx = runCtx
@@ -158,6 +159,8 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, 
 			<-drained
 		}
 		waited <- pr.waitErr
+		stdoutR.Close()
+		stderrR.Close()
 	}()
 	var waitErr error
 	select {
@@ -168,15 +171,27 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, 
 		run.stop(KindInternal, "the execution was cancelled")
 		waitErr = <-waited
 	case <-run.stopped:
-		waitErr = <-waited
+		if !run.finished() {
+			waitErr = <-waited
+			break
+		}
+		// The done frame came and the tree is SIGKILLed: once stderr is
+		// complete the result is, and the process is reaped behind us.
+		select {
+		case <-run.stderrEnd:
+			r.reap.Add(1)
+			go func() { defer r.reap.Done(); <-waited }()
+		case waitErr = <-waited:
+		}
 	case waitErr = <-waited:
 	}
 	timer.Stop()
 	cancelCalls()
 	run.kill()
-	stdoutR.Close()
-	stderrR.Close()
 	run.calls.Wait()
+	run.mu.Lock()
+	run.sealed = true
+	run.mu.Unlock()
 	run.fill(res, waitErr)
 }
 
@@ -225,6 +240,11 @@ type runState struct {
 	stopped  chan struct{}
 	stopOnce sync.Once
 	killed   bool
+	// sealed drops output that arrives after the result was taken.
+	sealed bool
+
+	stderrEnd  chan struct{}
+	stderrOnce sync.Once
 }
 
 type doneFrame struct {
@@ -236,6 +256,13 @@ type doneFrame struct {
 		Message string `json:"message"`
 		Stack   string `json:"stack"`
 	} `json:"error"`
+}
+
+// finished reports whether the harness sent its done frame.
+func (s *runState) finished() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done != nil
 }
 
 // stop ends the run for a reason of the conductor's (first reason wins).
@@ -280,6 +307,10 @@ func (s *runState) output(stream string, b []byte) {
 		return
 	}
 	s.mu.Lock()
+	if s.sealed {
+		s.mu.Unlock()
+		return
+	}
 	over := false
 	room := s.max - s.used
 	if room < len(b) {
@@ -463,17 +494,29 @@ func (s *runState) call(id int64, server, tool string, args json.RawMessage) {
 	}()
 }
 
+// readStderr passes the program's stderr on, up to the harness's end
+// marker ("\x1e<secret>:end\n", written just before the done frame), whose
+// arrival closes stderrEnd, as does the end of the stream.
 func (s *runState) readStderr(rd io.Reader) {
+	defer s.endStderr()
 	br := bufio.NewReaderSize(rd, 64<<10)
+	marker := []byte("\x1e" + s.secret + ":end\n")
 	for {
 		line, err := readLine(br, 64<<10)
-		if len(line) > 0 {
-			s.output("stderr", line)
+		if i := bytes.Index(line, marker); i >= 0 && s.secret != "" {
+			s.output("stderr", line[:i])
+			s.endStderr()
+			line = line[i+len(marker):]
 		}
+		s.output("stderr", line)
 		if err != nil && !errors.Is(err, errLineTooLong) {
 			return
 		}
 	}
+}
+
+func (s *runState) endStderr() {
+	s.stderrOnce.Do(func() { close(s.stderrEnd) })
 }
 
 var (

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcp-conductor/conductor/internal/config"
@@ -125,6 +126,7 @@ type Runner struct {
 	scrub   *strings.Replacer
 	log     *slog.Logger
 	pool    *pool // nil when off
+	reap    sync.WaitGroup
 	// onStart, a test hook, learns the pid of every Deno process started.
 	onStart func(pid int)
 }
@@ -201,6 +203,7 @@ func (r *Runner) Close() error {
 	if r.pool != nil {
 		r.pool.close()
 	}
+	r.reap.Wait()
 	return nil
 }
 
