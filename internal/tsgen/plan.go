@@ -141,7 +141,11 @@ func (t *toolPlan) funcDoc(compact bool) []string {
 	if t.tool.Title != "" && t.tool.Title != t.tool.Name && !(compact && strings.TrimSpace(t.tool.Description) != "") {
 		lines = append(lines, t.tool.Title)
 	}
-	if d := strings.TrimSpace(t.tool.Description); d != "" {
+	d := strings.TrimSpace(t.tool.Description)
+	if compact {
+		d = toolSummary(d)
+	}
+	if d != "" {
 		if len(lines) > 0 {
 			lines = append(lines, "")
 		}

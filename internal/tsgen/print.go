@@ -192,9 +192,14 @@ const (
 // lineMax is the longest object type printed on one line.
 const lineMax = 80
 
-// printer prints types. compact prints the JSDoc of properties on one line,
-// for declarations a model reads.
-type printer struct{ compact bool }
+// printer prints types. compact prints the JSDoc of properties for a model
+// to read (see compactDoc); seen, when not nil, holds the property docs
+// already printed, so that a property documented the same way again (an
+// output type repeating its input) is printed without its doc.
+type printer struct {
+	compact bool
+	seen    map[string]bool
+}
 
 // typ prints t; indent is the indentation of the line t starts on.
 func (p printer) typ(t *ts, indent string, prec int) string {
@@ -243,9 +248,18 @@ func (p printer) typ(t *ts, indent string, prec int) string {
 	return "unknown"
 }
 
-func (p printer) doc(lines []string, indent string) string {
-	if p.compact && len(lines) > 1 {
-		lines = []string{strings.Join(lines, " ")}
+// doc renders the JSDoc of a property name (or "" for an index signature).
+func (p printer) doc(name string, lines []string, indent string) string {
+	if p.compact {
+		lines = compactDoc(lines)
+		// A doc with tags (constraints) stays on every property it belongs to.
+		if len(lines) > 0 && p.seen != nil && !strings.Contains(lines[0], " @") && !strings.HasPrefix(lines[0], "@") {
+			k := name + "\x00" + lines[0]
+			if p.seen[k] {
+				return ""
+			}
+			p.seen[k] = true
+		}
 	}
 	return docBlock(lines, indent)
 }
@@ -258,13 +272,17 @@ func (p printer) object(t *ts, indent string) string {
 	// Each member is printed once, at the inner indentation, then joined on
 	// one line when nothing is documented and the result is short.
 	oneLine := true
-	var parts []string
+	var parts, docs []string
 	for _, pr := range t.props {
-		oneLine = oneLine && len(pr.doc) == 0
+		d := p.doc(pr.name, pr.doc, inner)
+		oneLine = oneLine && d == ""
+		docs = append(docs, d)
 		parts = append(parts, propName(pr)+": "+p.typ(pr.t, inner, precTop))
 	}
 	if t.index != nil {
-		oneLine = oneLine && len(t.index.doc) == 0
+		d := p.doc("", t.index.doc, inner)
+		oneLine = oneLine && d == ""
+		docs = append(docs, d)
 		parts = append(parts, "[key: string]: "+p.typ(t.index.t, inner, precTop))
 	}
 	if oneLine {
@@ -275,13 +293,9 @@ func (p printer) object(t *ts, indent string) string {
 	}
 	var b strings.Builder
 	b.WriteString("{\n")
-	for i, pr := range t.props {
-		b.WriteString(p.doc(pr.doc, inner))
+	for i := range parts {
+		b.WriteString(docs[i])
 		b.WriteString(inner + parts[i] + ";\n")
-	}
-	if t.index != nil {
-		b.WriteString(p.doc(t.index.doc, inner))
-		b.WriteString(inner + parts[len(parts)-1] + ";\n")
 	}
 	b.WriteString(indent + "}")
 	return b.String()

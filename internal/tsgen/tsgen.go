@@ -157,11 +157,13 @@ func Declarations(server string, tools []Tool, names []string) (string, error) {
 	slices.SortStableFunc(order, func(a, b *named) int { return a.seq - b.seq })
 
 	var b strings.Builder
-	p := printer{compact: true}
+	// A property doc is printed once per declaration: an output type that
+	// repeats its input's properties shows them without their docs.
 	for _, n := range order {
-		p.namedDecl(&b, n, "")
+		printer{compact: true, seen: map[string]bool{}}.namedDecl(&b, n, "")
 	}
 	for _, t := range sel {
+		p := printer{compact: true, seen: map[string]bool{}}
 		in := t.in.name
 		if inline(t.in) {
 			in = p.typ(t.in.body, "", precTop)
