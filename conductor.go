@@ -35,6 +35,18 @@
 // fails (Redis down), calls that need a conversation return an error saying
 // so; nothing falls back to memory, and calls succeed again as soon as the
 // store answers.
+//
+// # Roles
+//
+// A Role narrows the administrator's policy (servers.<name>.allowTools and
+// denyTools) for one caller: its code reaches only the servers the role
+// names, and of those only the tools both policies allow. The same filter
+// applies everywhere a caller meets tools: the bridge refuses other calls
+// before they reach a server, search (FindToolsAs) and load_tools
+// (LoadToolSpecAs) never return them, and the ./mcp/<server> modules
+// generated for the caller do not export them. Pass the role in
+// ExecOptions.Role and Caller.Role; nil means the administrator's policy
+// alone.
 package conductor
 
 import (
@@ -57,6 +69,10 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcp-conductor/conductor/internal/bridge"
 	"github.com/mcp-conductor/conductor/internal/catalog"
@@ -77,6 +93,21 @@ type Config = config.Config
 // Permissions are Deno permission grants.
 type Permissions = config.Permissions
 
+// Role narrows the administrator's policy for a caller (see the package
+// doc): Servers lists the servers its code may reach, each with tool
+// filters. A nil *Role narrows nothing.
+type Role = config.Role
+
+// ToolPolicy filters the tools of one server ('*' wildcards; deny wins).
+type ToolPolicy = config.ToolPolicy
+
+// Caller is who asks: Principal scopes conversations (see the package doc),
+// Role, when not nil, narrows the tools it may find, load and call.
+type Caller struct {
+	Principal string
+	Role      *Role
+}
+
 // LoadConfig reads the MCP_CONDUCTOR_* variables through env (os.Getenv in
 // production) and the config file, if any, into a validated Config.
 func LoadConfig(env func(string) string, file string) (*Config, error) {
@@ -87,15 +118,24 @@ func LoadConfig(env func(string) string, file string) (*Config, error) {
 type Options struct {
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
-	// Audit receives one record per execution; nil uses Logger.
+	// Audit receives one record per execution and per tool call; nil uses
+	// Logger.
 	Audit *slog.Logger
+	// Tracer, when set, records one span per execution with a child span per
+	// tool call (see Execute); nil records nothing.
+	Tracer trace.Tracer
 }
 
 // Conductor ties the parts together. Its methods are safe for concurrent use.
 type Conductor struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	audit *slog.Logger
+	cfg    *config.Config
+	log    *slog.Logger
+	audit  *slog.Logger
+	tracer trace.Tracer
+
+	// running counts executions in flight per conversation (Stats).
+	runMu   sync.Mutex
+	running map[convKey]int
 
 	deno   *toolchain.Deno
 	runner *sandbox.Runner
@@ -136,9 +176,13 @@ func New(cfg *Config, opts Options) (*Conductor, error) {
 	if cfg == nil {
 		return nil, errors.New("conductor: nil config")
 	}
-	c := &Conductor{cfg: cfg, log: opts.Logger, audit: opts.Audit, cached: map[string][]*mcp.Tool{}, put: map[string]string{}}
+	c := &Conductor{cfg: cfg, log: opts.Logger, audit: opts.Audit, tracer: opts.Tracer,
+		cached: map[string][]*mcp.Tool{}, put: map[string]string{}, running: map[convKey]int{}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.tracer == nil {
+		c.tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if c.audit == nil {
 		c.audit = c.log
@@ -266,14 +310,15 @@ func (c *Conductor) toolsChanged() {
 	}
 }
 
-// exposedTools lists the tools programs may call, in a stable order.
-func (c *Conductor) exposedTools() []upstream.Tool {
+// exposedTools lists the tools programs may call, in a stable order; a
+// role's policy (rolePolicy), when given, must allow them too.
+func (c *Conductor) exposedTools(role map[string]config.ToolPolicy) []upstream.Tool {
 	if c.hub == nil {
 		return nil
 	}
 	var out []upstream.Tool
 	for _, t := range c.tools() {
-		if c.bridge.Exposed(t.Server, t.Tool.Name) {
+		if c.bridge.Exposed(t.Server, t.Tool.Name, role) {
 			out = append(out, t)
 		}
 	}
@@ -283,7 +328,7 @@ func (c *Conductor) exposedTools() []upstream.Tool {
 func (c *Conductor) rebuildIndex(ctx context.Context) {
 	c.cacheSpecs(ctx)
 	var tools []catalog.Tool
-	for _, t := range c.exposedTools() {
+	for _, t := range c.exposedTools(nil) {
 		schema, _ := json.Marshal(t.Tool.InputSchema)
 		tools = append(tools, catalog.Tool{Server: t.Server, Name: t.Tool.Name, Description: t.Tool.Description, InputSchema: schema})
 	}
@@ -355,6 +400,13 @@ type ExecOptions struct {
 	// Principal names who asked: it scopes the conversation (see the package
 	// doc) and is written to the audit log.
 	Principal string
+	// Role, when not nil, narrows the tools the program may call and the
+	// ./mcp/<server> modules it may import (see the package doc).
+	Role *Role
+	// OnToolCall, when set, observes every tool call of the program as it
+	// ends, also those the bridge refused (err wraps bridge.ErrRefused then):
+	// for metrics. It runs on the bridge's goroutine; keep it quick.
+	OnToolCall func(server, tool string, d time.Duration, err error)
 }
 
 // ExecError is why a run failed.
@@ -398,6 +450,11 @@ var ErrWorkspaceFull = conversation.ErrWorkspaceFull
 // result but fails with kind "output_limit". The run, the tools it called
 // and their co-usage are recorded in the conversation; concurrent runs in
 // one conversation are safe.
+//
+// With Options.Tracer, the run is a span "conductor.execute" (attributes
+// conductor.conversation, .principal, .code_sha256, .outcome,
+// .duration_ms) with a child span "conductor.tool_call" per tool call
+// (conductor.server, .tool, .outcome).
 func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecOptions) (*ExecResult, error) {
 	conv, err := c.conversation(ctx, opts.Principal, convID)
 	if err != nil {
@@ -406,12 +463,21 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 	if err := c.convs.CheckWorkspace(conv); err != nil {
 		return nil, err
 	}
+	defer c.track(opts.Principal, conv.ID)()
 	started := time.Now()
+	sum := sha256.Sum256([]byte(code))
+	codeHash := hex.EncodeToString(sum[:])
+	ctx, span := c.tracer.Start(ctx, "conductor.execute", trace.WithAttributes(
+		attribute.String("conductor.conversation", conv.ID),
+		attribute.String("conductor.principal", opts.Principal),
+		attribute.String("conductor.code_sha256", codeHash)))
+	defer span.End()
 	timeout, clamped := c.cfg.ClampTimeout(opts.Timeout)
 	perms := c.cfg.Sandbox.Permissions
 	if opts.Permissions != nil {
 		perms = perms.Merge(*opts.Permissions)
 	}
+	role := c.rolePolicy(opts.Role)
 	var callsMu sync.Mutex
 	var calls []string
 	spec := sandbox.Spec{
@@ -421,29 +487,23 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 		Timeout:        timeout,
 		MemoryMB:       c.cfg.Sandbox.MemoryMB,
 		MaxOutputBytes: c.cfg.Sandbox.MaxOutputBytes,
-		Importer:       sandbox.Importer{Module: func(server string) (string, error) { return c.writeModule(conv, server) }},
+		Importer:       sandbox.Importer{Module: func(server string) (string, error) { return c.writeModule(conv, server, role) }},
 		OnOutput:       opts.OnLog,
 	}
 	if c.cache != nil {
 		spec.Importer.Package = c.cache.Check
 	}
 	if c.bridge != nil {
-		spec.Calls = c.bridge.Run(func(call bridge.Call) {
+		spec.Calls = c.bridge.RunWith(role, func(call bridge.Call) {
 			callsMu.Lock()
 			calls = append(calls, call.Server+"."+call.Tool)
 			callsMu.Unlock()
-			attrs := []any{slog.String("conversation", conv.ID), slog.String("tool", call.Server+"."+call.Tool),
-				slog.Int64("durationMs", call.Duration.Milliseconds())}
-			if call.Err != nil {
-				attrs = append(attrs, slog.String("outcome", "error"), slog.String("err", call.Err.Error()))
-			} else {
-				attrs = append(attrs, slog.String("outcome", "ok"))
-			}
-			c.audit.Info("tool_call", attrs...)
+			c.observeCall(ctx, conv.ID, opts, call)
 		})
 	}
 	res, err := c.runner.Run(ctx, spec)
 	if err != nil {
+		span.SetStatus(codes.Error, "not run")
 		return nil, err
 	}
 	out := &ExecResult{
@@ -462,11 +522,12 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 	if err := c.convs.CheckWorkspace(conv); err != nil && out.Error == nil {
 		out.Error = &ExecError{Kind: "output_limit", Message: err.Error()}
 	}
-	sum := sha256.Sum256([]byte(code))
 	outcome := "ok"
 	if out.Error != nil {
 		outcome = out.Error.Kind
+		span.SetStatus(codes.Error, outcome)
 	}
+	span.SetAttributes(attribute.String("conductor.outcome", outcome), attribute.Int64("conductor.duration_ms", out.DurationMs))
 	// Record even when the caller's ctx ended with the run.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -478,13 +539,133 @@ func (c *Conductor) Execute(ctx context.Context, convID, code string, opts ExecO
 	c.audit.Info("execution",
 		slog.String("conversation", conv.ID),
 		slog.String("principal", opts.Principal),
-		slog.String("codeSha256", hex.EncodeToString(sum[:])),
+		slog.String("role", roleName(opts.Role)),
+		slog.String("codeSha256", codeHash),
 		slog.String("permissions", perms.String()),
 		slog.Int64("durationMs", out.DurationMs),
 		slog.String("outcome", outcome),
 		slog.Any("tools", out.ToolCalls),
 	)
 	return out, nil
+}
+
+// observeCall reports one tool call of a run: audit record, the caller's
+// OnToolCall hook and a child span of the run's span in ctx.
+func (c *Conductor) observeCall(ctx context.Context, conv string, opts ExecOptions, call bridge.Call) {
+	outcome := "ok"
+	attrs := []any{slog.String("conversation", conv), slog.String("principal", opts.Principal),
+		slog.String("tool", call.Server+"."+call.Tool), slog.Int64("durationMs", call.Duration.Milliseconds())}
+	if call.Err != nil {
+		outcome = "error"
+		if errors.Is(call.Err, bridge.ErrRefused) {
+			outcome = "refused"
+		}
+		attrs = append(attrs, slog.String("outcome", outcome), slog.String("err", call.Err.Error()))
+	} else {
+		attrs = append(attrs, slog.String("outcome", outcome))
+	}
+	c.audit.Info("tool_call", attrs...)
+	if opts.OnToolCall != nil {
+		opts.OnToolCall(call.Server, call.Tool, call.Duration, call.Err)
+	}
+	_, span := c.tracer.Start(ctx, "conductor.tool_call", trace.WithTimestamp(call.Start), trace.WithAttributes(
+		attribute.String("conductor.server", call.Server),
+		attribute.String("conductor.tool", call.Tool),
+		attribute.String("conductor.outcome", outcome)))
+	if call.Err != nil {
+		span.SetStatus(codes.Error, outcome)
+	}
+	span.End(trace.WithTimestamp(call.Start.Add(call.Duration)))
+}
+
+func roleName(r *Role) string {
+	if r == nil {
+		return ""
+	}
+	return r.Name
+}
+
+// rolePolicy turns a role into the extra policy the bridge checks: servers
+// the role does not name are closed (DenyTools "*"). nil for a nil role.
+func (c *Conductor) rolePolicy(r *Role) map[string]config.ToolPolicy {
+	if r == nil {
+		return nil
+	}
+	p := make(map[string]config.ToolPolicy, len(c.cfg.Servers))
+	for _, s := range c.cfg.Servers {
+		if tp, ok := r.Servers[s.Name]; ok {
+			p[s.Name] = tp
+		} else {
+			p[s.Name] = config.ToolPolicy{DenyTools: []string{"*"}}
+		}
+	}
+	return p
+}
+
+// convKey names a conversation of a principal.
+type convKey struct{ principal, id string }
+
+// track counts a run of a conversation as in flight until the returned
+// function is called.
+func (c *Conductor) track(principal, id string) (done func()) {
+	k := convKey{principal, id}
+	c.runMu.Lock()
+	c.running[k]++
+	c.runMu.Unlock()
+	return func() {
+		c.runMu.Lock()
+		if c.running[k]--; c.running[k] <= 0 {
+			delete(c.running, k)
+		}
+		c.runMu.Unlock()
+	}
+}
+
+// Stats are gauges of what a Conductor is doing now.
+type Stats struct {
+	// Runs is the number of executions in flight.
+	Runs int
+	// Conversations is the number of conversations with a run in flight.
+	// Nothing else of a conversation stays in memory: its state is in the
+	// store.
+	Conversations int
+}
+
+// Stats reports what runs now; it is cheap enough for every scrape.
+func (c *Conductor) Stats() Stats {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	st := Stats{Conversations: len(c.running)}
+	for _, n := range c.running {
+		st.Runs += n
+	}
+	return st
+}
+
+// Ready reports why the conductor cannot serve yet, or nil: it must be
+// started, Deno found, the store answering (Ping), and every upstream
+// server done with its first start attempt (up, down with a reason, or
+// lazy).
+func (c *Conductor) Ready(ctx context.Context) error {
+	if !c.started.Load() || c.st == nil || c.runner == nil {
+		return errors.New("not started")
+	}
+	if c.closed.Load() {
+		return errors.New("closed")
+	}
+	var errs []error
+	if c.deno == nil {
+		errs = append(errs, errors.New("deno: not found"))
+	}
+	if err := c.st.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
+	for _, st := range c.Status() {
+		if st.State == upstream.StateStarting {
+			errs = append(errs, fmt.Errorf("server %s: starting", st.Server))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func uniqueSorted(xs []string) []string {
@@ -501,15 +682,16 @@ func uniqueSorted(xs []string) []string {
 	return out
 }
 
-// serverTools returns the exposed tools of one server as tsgen sees them.
-func (c *Conductor) serverTools(server string) ([]tsgen.Tool, error) {
+// serverTools returns the exposed tools of one server as tsgen sees them;
+// with a role, only those it allows, and a server it closes is unknown.
+func (c *Conductor) serverTools(server string, role map[string]config.ToolPolicy) ([]tsgen.Tool, error) {
 	if c.hub == nil {
 		return nil, errors.New("no MCP servers are configured")
 	}
 	var tools []tsgen.Tool
 	known := false
 	for _, st := range c.hub.Status() {
-		if st.Server == server {
+		if st.Server == server && reachable(role, server) {
 			known = true
 			if st.State == upstream.StateDown && !c.hasCached(server) {
 				return nil, fmt.Errorf("server %q is %s: %s", server, st.State, st.Err)
@@ -517,9 +699,9 @@ func (c *Conductor) serverTools(server string) ([]tsgen.Tool, error) {
 		}
 	}
 	if !known {
-		return nil, fmt.Errorf("no MCP server is named %q (servers: %s)", server, strings.Join(c.serverNames(), ", "))
+		return nil, fmt.Errorf("no MCP server is named %q (servers: %s)", server, strings.Join(c.serverNames(role), ", "))
 	}
-	for _, t := range c.exposedTools() {
+	for _, t := range c.exposedTools(role) {
 		if t.Server != server {
 			continue
 		}
@@ -534,19 +716,30 @@ func (c *Conductor) serverTools(server string) ([]tsgen.Tool, error) {
 	return tools, nil
 }
 
-func (c *Conductor) serverNames() []string {
+// serverNames lists the servers a role can reach (all without a role).
+func (c *Conductor) serverNames(role map[string]config.ToolPolicy) []string {
 	var names []string
 	for _, s := range c.cfg.Servers {
-		names = append(names, s.Name)
+		if reachable(role, s.Name) {
+			names = append(names, s.Name)
+		}
 	}
 	return names
 }
 
+// reachable reports whether a role (rolePolicy) leaves server open at all.
+func reachable(role map[string]config.ToolPolicy, server string) bool {
+	p, ok := role[server]
+	return !ok || !slices.Contains(p.DenyTools, "*")
+}
+
 // writeModule makes sure conv's mcp/<server>.ts holds the current module and
 // returns its path. The file is rewritten only when its content changes;
-// concurrent runs of one conversation take turns.
-func (c *Conductor) writeModule(conv *conversation.Conversation, server string) (string, error) {
-	tools, err := c.serverTools(server)
+// concurrent runs of one conversation take turns. A role's modules live in
+// mcp/.role-<hash of its policy>/, so that runs of one conversation under
+// different roles never import each other's modules.
+func (c *Conductor) writeModule(conv *conversation.Conversation, server string, role map[string]config.ToolPolicy) (string, error) {
+	tools, err := c.serverTools(server, role)
 	if err != nil {
 		return "", err
 	}
@@ -554,8 +747,19 @@ func (c *Conductor) writeModule(conv *conversation.Conversation, server string) 
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(conv.Dir, "mcp", tsgen.FileName(server))
+	dir := filepath.Join(conv.Dir, "mcp")
+	if role != nil {
+		b, _ := json.Marshal(role) // map keys sorted: one policy, one name
+		sum := sha256.Sum256(b)
+		dir = filepath.Join(dir, ".role-"+hex.EncodeToString(sum[:8]))
+	}
+	path := filepath.Join(dir, tsgen.FileName(server))
 	defer c.convs.Lock(conv.Dir)()
+	if role != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+	}
 	if old, err := os.ReadFile(path); err == nil && string(old) == src {
 		return path, nil
 	}
@@ -579,13 +783,19 @@ func (c *Conductor) FindTools(ctx context.Context, convID, query string, limit i
 	return c.FindToolsFor(ctx, "", convID, query, limit)
 }
 
-// FindToolsFor searches the tool catalog by meaning for principal's
-// conversation convID ("" searches without a conversation). In a
-// conversation, tools of servers it already imports and tools often used
-// with the ones it loaded or called rank higher; the first limit results are
-// tools it has not loaded, followed by the matching loaded tools, marked
-// Loaded and without description (the agent has their declarations).
+// FindToolsFor is FindToolsAs for principal without a role.
 func (c *Conductor) FindToolsFor(ctx context.Context, principal, convID, query string, limit int) ([]ToolMatch, error) {
+	return c.FindToolsAs(ctx, Caller{Principal: principal}, convID, query, limit)
+}
+
+// FindToolsAs searches the tool catalog by meaning for the caller's
+// conversation convID ("" searches without a conversation); tools the
+// caller's role does not allow are never returned. In a conversation, tools
+// of servers it already imports and tools often used with the ones it loaded
+// or called rank higher; the first limit results are tools it has not
+// loaded, followed by the matching loaded tools, marked Loaded and without
+// description (the agent has their declarations).
+func (c *Conductor) FindToolsAs(ctx context.Context, who Caller, convID, query string, limit int) ([]ToolMatch, error) {
 	ix := c.index.Load()
 	if ix == nil {
 		return nil, errors.New("conductor: not started")
@@ -593,10 +803,11 @@ func (c *Conductor) FindToolsFor(ctx context.Context, principal, convID, query s
 	if limit <= 0 {
 		limit = 10
 	}
+	exclude := c.excluder(who.Role)
 	if convID == "" {
-		return ix.Search(ctx, query, catalog.SearchOptions{Limit: limit})
+		return ix.Search(ctx, query, catalog.SearchOptions{Limit: limit, Exclude: exclude})
 	}
-	conv, err := c.conversation(ctx, principal, convID)
+	conv, err := c.conversation(ctx, who.Principal, convID)
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +819,52 @@ func (c *Conductor) FindToolsFor(ctx context.Context, principal, convID, query s
 	for _, k := range conv.Loaded {
 		loaded[k] = true
 	}
-	return conversation.Search(ctx, ix, query, limit, loaded, a)
+	if exclude == nil {
+		return conversation.Search(ctx, ix, query, limit, loaded, a)
+	}
+	return searchExcluding(ctx, ix, query, limit, loaded, a, exclude)
+}
+
+// excluder drops the tools ("server.tool") a role does not allow; nil
+// without a role.
+func (c *Conductor) excluder(r *Role) func(key string) bool {
+	role := c.rolePolicy(r)
+	if role == nil || c.bridge == nil {
+		return nil
+	}
+	return func(key string) bool {
+		s, t, _ := strings.Cut(key, ".")
+		return !c.bridge.Exposed(s, t, role)
+	}
+}
+
+// searchExcluding is conversation.Search with tools left out of the search
+// itself, so that a role's hidden tools take no result slots.
+func searchExcluding(ctx context.Context, ix *catalog.Index, query string, limit int, loaded map[string]bool,
+	a *conversation.Affinity, exclude func(string) bool) ([]catalog.Result, error) {
+	opts := catalog.SearchOptions{
+		Limit:   limit + len(loaded),
+		Loaded:  func(k string) bool { return loaded[k] },
+		Exclude: exclude,
+	}
+	if a != nil {
+		opts.Boost = a.Boost
+	}
+	res, err := ix.Search(ctx, query, opts)
+	if err != nil {
+		return nil, err
+	}
+	fresh := make([]catalog.Result, 0, limit)
+	var have []catalog.Result
+	for _, r := range res {
+		if r.Loaded {
+			r.Description = ""
+			have = append(have, r)
+		} else if len(fresh) < limit {
+			fresh = append(fresh, r)
+		}
+	}
+	return append(fresh, have...), nil
 }
 
 // ToolSpec is what load_tools returns for some tools of one server.
@@ -627,11 +883,19 @@ func (c *Conductor) LoadToolSpec(ctx context.Context, convID string, names ...st
 	return c.LoadToolSpecFor(ctx, "", convID, names...)
 }
 
-// LoadToolSpecFor returns the TypeScript declarations and import lines of
-// the named tools ("server.tool"), writes their modules into principal's
-// conversation's mcp/ directory and marks them loaded. Unknown names fail
-// the whole call with "did you mean" hints.
+// LoadToolSpecFor is LoadToolSpecAs for principal without a role.
 func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID string, names ...string) ([]ToolSpec, error) {
+	return c.LoadToolSpecAs(ctx, Caller{Principal: principal}, convID, names...)
+}
+
+// LoadToolSpecAs returns the TypeScript declarations and import lines of
+// the named tools ("server.tool"), writes their modules into the caller's
+// conversation's mcp/ directory and marks them loaded. Unknown names, and
+// names the caller's role does not allow, fail the whole call with "did you
+// mean" hints (among the tools the role allows).
+func (c *Conductor) LoadToolSpecAs(ctx context.Context, who Caller, convID string, names ...string) ([]ToolSpec, error) {
+	principal := who.Principal
+	role := c.rolePolicy(who.Role)
 	conv, err := c.conversation(ctx, principal, convID)
 	if err != nil {
 		return nil, err
@@ -647,7 +911,7 @@ func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID strin
 			continue
 		}
 		t, found := c.tool(server, tool)
-		if !found || !c.bridge.Exposed(t.Server, t.Tool.Name) {
+		if !found || !c.bridge.Exposed(t.Server, t.Tool.Name, role) {
 			unknown = append(unknown, name)
 			continue
 		}
@@ -661,7 +925,14 @@ func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID strin
 		for _, u := range unknown {
 			msg := fmt.Sprintf("unknown tool %q", u)
 			if ix != nil {
-				if s := ix.Suggest(u, 3); len(s) > 0 {
+				s := ix.Suggest(u, 6)
+				if ex := c.excluder(who.Role); ex != nil {
+					s = slices.DeleteFunc(s, ex)
+				}
+				if len(s) > 3 {
+					s = s[:3]
+				}
+				if len(s) > 0 {
 					msg += " (did you mean " + strings.Join(s, ", ") + "?)"
 				}
 			}
@@ -672,7 +943,7 @@ func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID strin
 	var specs []ToolSpec
 	var keys []string
 	for _, server := range order {
-		tools, err := c.serverTools(server)
+		tools, err := c.serverTools(server, role)
 		if err != nil {
 			return nil, err
 		}
@@ -680,7 +951,7 @@ func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID strin
 		if err != nil {
 			return nil, err
 		}
-		if _, err := c.writeModule(conv, server); err != nil {
+		if _, err := c.writeModule(conv, server, role); err != nil {
 			return nil, err
 		}
 		specs = append(specs, ToolSpec{Server: server, Import: tsgen.ImportLine(server), Declarations: decl})
@@ -702,7 +973,7 @@ func (c *Conductor) LoadToolSpecFor(ctx context.Context, principal, convID strin
 		}
 		s, t, _ := strings.Cut(k, ".")
 		_, ok := c.tool(s, t)
-		return !ok || !c.bridge.Exposed(s, t)
+		return !ok || !c.bridge.Exposed(s, t, role)
 	}
 	for i := range specs {
 		var mine []string
