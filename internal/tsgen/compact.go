@@ -16,6 +16,11 @@ const (
 	propDocMax = 300
 )
 
+// compactIndent indents a level of declarations. o200k_base folds a newline
+// and one space into the next word's token, so one space per level costs
+// nothing where two spaces cost a token per line (a tab, most of one).
+const compactIndent = " "
+
 // compactDoc turns the JSDoc lines of a property (description lines, then
 // "@tag value" lines from schemaDoc) into at most one line: the description
 // with its white space collapsed and cut to propDocMax, then the tags, less

@@ -24,8 +24,8 @@ func ExampleDeclarations() {
 	// import * as google_drive from "./mcp/google-drive.ts";
 	// /** Read a file. (MCP tool "read-file") */
 	// export function read_file(args: {
-	//   /** First N lines @integer */
-	//   head?: number;
-	//   path: string;
+	//  /** First N lines @integer */
+	//  head?: number;
+	//  path: string;
 	// }): Promise<unknown>;
 }

@@ -269,6 +269,9 @@ func (p printer) object(t *ts, indent string) string {
 		return "Record<string, never>"
 	}
 	inner := indent + "  "
+	if p.compact {
+		inner = indent + compactIndent
+	}
 	// Each member is printed once, at the inner indentation, then joined on
 	// one line when nothing is documented and the result is short.
 	oneLine := true
