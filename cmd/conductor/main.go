@@ -153,9 +153,6 @@ func (c *common) loggers(stderr io.Writer, quiet bool) (*slog.Logger, *slog.Logg
 	} else if quiet {
 		audit = slog.New(slog.DiscardHandler)
 	}
-	if c.metrics != nil {
-		audit = slog.New(telemetry.AuditHandler(audit.Handler(), c.metrics))
-	}
 	return log, audit, closeFn, nil
 }
 

@@ -15,12 +15,16 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	conductor "github.com/mcp-conductor/conductor"
 )
 
 // TokenPrincipal is the principal of a caller that presented the static
@@ -46,20 +50,151 @@ type JWTOptions struct {
 // errUnauthorized is all a rejected caller learns.
 var errUnauthorized = fmt.Errorf("%w", auth.ErrInvalidToken)
 
-// verifier checks bearer tokens: the static token in constant time, then
-// JWTs when configured. Details of a failure go to the log, never the caller.
+// NamedToken is one more static bearer token; its principal is
+// "token:"+Name and its role Role (a key of HTTPOptions.Roles).
+type NamedToken struct {
+	Name, Token, Role string
+}
+
+// verifier checks bearer tokens: the static tokens in constant time, then
+// JWTs when configured, and finds the caller's role. Details of a failure
+// go to the log, never the caller.
 type verifier struct {
-	tokenSum [32]byte
-	hasToken bool
+	tokens   []staticToken
 	jwt      *jwtVerifier
+	roles    roleMap
 	onReject func(reason string)
 }
 
-func newVerifier(token string, jo *JWTOptions) (*verifier, error) {
-	v := &verifier{}
+type staticToken struct {
+	sum       [32]byte
+	principal string
+	role      *conductor.Role
+}
+
+// roleMap maps principals to roles (HTTPOptions.Roles and friends).
+type roleMap struct {
+	byName map[string]*conductor.Role
+	names  []string // sorted: claims are tried in this order
+	def    *conductor.Role
+}
+
+func newRoleMap(o HTTPOptions) (roleMap, error) {
+	rm := roleMap{byName: map[string]*conductor.Role{}}
+	for name, r := range o.Roles {
+		r.Name = name
+		rm.byName[name] = &r
+		rm.names = append(rm.names, name)
+	}
+	slices.Sort(rm.names)
+	var err error
+	rm.def, err = rm.lookup("DefaultRole", o.DefaultRole)
+	return rm, err
+}
+
+// lookup finds a role by name; "" is no role.
+func (rm roleMap) lookup(field, name string) (*conductor.Role, error) {
+	if name == "" {
+		return nil, nil
+	}
+	r := rm.byName[name]
+	if r == nil {
+		return nil, fmt.Errorf("%s: no role named %q", field, name)
+	}
+	return r, nil
+}
+
+// orDefault is r, or the default role when r is nil.
+func (rm roleMap) orDefault(r *conductor.Role) *conductor.Role {
+	if r == nil {
+		return rm.def
+	}
+	return r
+}
+
+// forClaims is the first role, by name, whose claims all match; else the
+// default role. A claim matches when its value (a string, or any element of
+// a list) is one of the role's values.
+func (rm roleMap) forClaims(claims jwt.MapClaims) *conductor.Role {
+	for _, name := range rm.names {
+		r := rm.byName[name]
+		if len(r.Claims) == 0 {
+			continue
+		}
+		ok := true
+		for claim, want := range r.Claims {
+			if !claimMatches(claims[claim], want) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return r
+		}
+	}
+	return rm.def
+}
+
+func claimMatches(v any, want []string) bool {
+	switch t := v.(type) {
+	case string:
+		return slices.Contains(want, t)
+	case []any:
+		for _, e := range t {
+			if s, ok := e.(string); ok && slices.Contains(want, s) {
+				return true
+			}
+		}
+	case bool, float64:
+		return slices.Contains(want, fmt.Sprint(t))
+	}
+	return false
+}
+
+// roleKey holds the caller's role in auth.TokenInfo.Extra.
+const roleKey = "conductor.role"
+
+// roleOf is the role the verifier found for a request's token; nil without
+// auth, or when no role applies (the administrator's policy alone).
+func roleOf(ti *auth.TokenInfo) *conductor.Role {
+	if ti == nil {
+		return nil
+	}
+	r, _ := ti.Extra[roleKey].(*conductor.Role)
+	return r
+}
+
+// requestRole is the role of the caller of an MCP request.
+func requestRole(extra *mcp.RequestExtra) *conductor.Role {
+	if extra == nil {
+		return nil
+	}
+	return roleOf(extra.TokenInfo)
+}
+
+func newVerifier(o HTTPOptions) (*verifier, error) {
+	token, jo := o.Token, o.JWT
+	rm, err := newRoleMap(o)
+	if err != nil {
+		return nil, err
+	}
+	v := &verifier{roles: rm}
 	if token != "" {
-		v.tokenSum = sha256.Sum256([]byte(token))
-		v.hasToken = true
+		r, err := rm.lookup("TokenRole", o.TokenRole)
+		if err != nil {
+			return nil, err
+		}
+		v.tokens = append(v.tokens, staticToken{sum: sha256.Sum256([]byte(token)), principal: TokenPrincipal, role: rm.orDefault(r)})
+	}
+	for _, t := range o.Tokens {
+		if t.Name == "" || t.Token == "" {
+			return nil, errors.New("Tokens: a token needs a name and a value")
+		}
+		r, err := rm.lookup("Tokens["+t.Name+"].Role", t.Role)
+		if err != nil {
+			return nil, err
+		}
+		v.tokens = append(v.tokens, staticToken{sum: sha256.Sum256([]byte(t.Token)), principal: TokenPrincipal + ":" + t.Name, role: rm.orDefault(r)})
 	}
 	if jo != nil && jo.Issuer != "" {
 		if jo.Audience == "" {
@@ -76,23 +211,29 @@ func newVerifier(token string, jo *JWTOptions) (*verifier, error) {
 	return v, nil
 }
 
-func (v *verifier) enabled() bool { return v.hasToken || v.jwt != nil }
+func (v *verifier) enabled() bool { return len(v.tokens) > 0 || v.jwt != nil }
 
-// verify is an auth.TokenVerifier.
+// verify is an auth.TokenVerifier. The caller's role goes in Extra
+// (roleOf).
 func (v *verifier) verify(ctx context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
-	if v.hasToken {
-		sum := sha256.Sum256([]byte(token))
-		if subtle.ConstantTimeCompare(sum[:], v.tokenSum[:]) == 1 {
-			return &auth.TokenInfo{UserID: TokenPrincipal}, nil
+	sum := sha256.Sum256([]byte(token))
+	var found *staticToken
+	for i := range v.tokens { // compare with every token: no early exit
+		if subtle.ConstantTimeCompare(sum[:], v.tokens[i].sum[:]) == 1 {
+			found = &v.tokens[i]
 		}
+	}
+	if found != nil {
+		return &auth.TokenInfo{UserID: found.principal, Extra: map[string]any{roleKey: found.role}}, nil
 	}
 	if v.jwt != nil && strings.Count(token, ".") == 2 {
 		claims, err := v.jwt.verify(ctx, token)
 		if err == nil {
-			info := &auth.TokenInfo{UserID: "jwt:" + claims.Subject, Extra: map[string]any{"sub": claims.Subject}}
-			if claims.ExpiresAt != nil {
+			sub, _ := claims.GetSubject()
+			info := &auth.TokenInfo{UserID: "jwt:" + sub, Extra: map[string]any{"sub": sub, roleKey: v.roles.forClaims(claims)}}
+			if exp, _ := claims.GetExpirationTime(); exp != nil {
 				// The SDK checks expiry again; give it the leeway we allowed.
-				info.Expiration = claims.ExpiresAt.Add(v.jwt.opts.Leeway)
+				info.Expiration = exp.Add(v.jwt.opts.Leeway)
 			}
 			return info, nil
 		}
@@ -143,8 +284,8 @@ type jwtVerifier struct {
 
 var jwtMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 
-func (j *jwtVerifier) verify(ctx context.Context, token string) (*jwt.RegisteredClaims, error) {
-	claims := &jwt.RegisteredClaims{}
+func (j *jwtVerifier) verify(ctx context.Context, token string) (jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return j.key(ctx, kid)
@@ -153,7 +294,7 @@ func (j *jwtVerifier) verify(ctx context.Context, token string) (*jwt.Registered
 	if err != nil {
 		return nil, err
 	}
-	if claims.Subject == "" {
+	if sub, _ := claims.GetSubject(); sub == "" {
 		return nil, errors.New("jwt: no sub claim")
 	}
 	return claims, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/time/rate"
+
+	conductor "github.com/mcp-conductor/conductor"
 )
 
 // HTTPOptions configure streamable HTTP serving. The zero value serves
@@ -27,6 +30,18 @@ type HTTPOptions struct {
 	Token string
 	// JWT, when its Issuer is set, also accepts JWT access tokens.
 	JWT *JWTOptions
+	// Tokens are more static bearer tokens, each with its own principal and
+	// role.
+	Tokens []NamedToken
+	// Roles narrow the administrator's policy per caller (see
+	// conductor.Role), by name. A JWT caller takes the first role, by name,
+	// whose Claims match; TokenRole is the role of Token; DefaultRole that
+	// of an authenticated caller no token or claim maps to a role ("" means
+	// the administrator's policy alone). Unauthenticated callers (no Token,
+	// Tokens nor JWT) have no role.
+	Roles       map[string]conductor.Role
+	TokenRole   string
+	DefaultRole string
 	// AllowedOrigins lists the Origin header values accepted on /mcp and
 	// /metrics; a request without Origin is accepted, any other is a 403.
 	AllowedOrigins []string
@@ -63,7 +78,7 @@ func (s *Server) Handler(opts HTTPOptions) (http.Handler, error) {
 }
 
 func (s *Server) handler(opts HTTPOptions) (http.Handler, *mcp.StreamableHTTPHandler, error) {
-	v, err := newVerifier(opts.Token, opts.JWT)
+	v, err := newVerifier(opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,23 +128,24 @@ func (s *Server) handler(opts HTTPOptions) (http.Handler, *mcp.StreamableHTTPHan
 	return mux, sdk, nil
 }
 
-// readyz answers 200 when Deno was found and every upstream server finished
-// its first start attempt (up, down with a reason, or lazy), 503 otherwise.
+// readyz answers 200 when the Conductor is ready (conductor.Ready: Deno
+// found, store answering, every upstream server done with its first start
+// attempt) and not shutting down, 503 otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	var problems []string
-	if s.c.Deno() == nil {
-		problems = append(problems, "deno: not found")
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.c.Ready(ctx); err != nil {
+		// /readyz answers without auth: the details (a store address) go
+		// to the log only.
+		s.log.Warn("not ready", slog.String("err", err.Error()))
+		problems = append(problems, "not ready (see the log)")
 	}
 	s.mu.Lock()
 	if s.draining {
 		problems = append(problems, "shutting down")
 	}
 	s.mu.Unlock()
-	for _, st := range s.c.Status() {
-		if st.State == "starting" {
-			problems = append(problems, "server "+st.Server+": starting")
-		}
-	}
 	if len(problems) > 0 {
 		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
 		return

@@ -17,8 +17,7 @@ import (
 
 // TestHTTPToolCallMetrics runs a program that calls an upstream tool and
 // checks the tool-call, search and upstream metrics. Tool calls are counted
-// from the conductor's audit records (telemetry.AuditHandler), as
-// cmd/conductor wires it.
+// through ExecOptions.OnToolCall.
 func TestHTTPToolCallMetrics(t *testing.T) {
 	everything := toolPath(t, "mcp-server-everything")
 	deno := toolPath(t, "deno")
@@ -28,7 +27,7 @@ func TestHTTPToolCallMetrics(t *testing.T) {
 	cfg.Workspace = dir + "/ws"
 	cfg.Servers = []config.Server{{Name: "everything", Command: everything, Transport: "stdio"}}
 	m := telemetry.New()
-	c, err := conductor.New(cfg, conductor.Options{Audit: slog.New(telemetry.AuditHandler(slog.DiscardHandler, m))})
+	c, err := conductor.New(cfg, conductor.Options{Audit: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

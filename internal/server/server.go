@@ -29,6 +29,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	conductor "github.com/mcp-conductor/conductor"
+	"github.com/mcp-conductor/conductor/internal/bridge"
 	"github.com/mcp-conductor/conductor/internal/telemetry"
 )
 
@@ -73,6 +74,8 @@ func (s *Server) SetMetrics(m *telemetry.Metrics) {
 	s.metrics = m
 	m.GaugeFunc("conductor_sessions_active", "MCP sessions open (stdio and stateful HTTP); each has its default conversation.",
 		func() float64 { return float64(s.activeSessions()) })
+	m.GaugeFunc("conductor_conversations_active", "Conversations with a program running now (the rest of a conversation lives in the store).",
+		func() float64 { return float64(s.c.Stats().Conversations) })
 	m.Upstream(func() map[string]bool {
 		out := map[string]bool{}
 		for _, st := range s.c.Status() {
@@ -348,9 +351,11 @@ func (ss *session) execute(ctx context.Context, req *mcp.CallToolRequest, in Exe
 	inFlight := ss.s.metrics.ExecStarted()
 	start := time.Now()
 	res, err := ss.s.c.Execute(ctx, conv, in.Code, conductor.ExecOptions{
-		Timeout:   timeout,
-		Principal: ss.principal,
-		OnLog:     n.log,
+		Timeout:    timeout,
+		Principal:  ss.principal,
+		Role:       requestRole(req.Extra),
+		OnLog:      n.log,
+		OnToolCall: ss.s.observeToolCall,
 	})
 	inFlight()
 	if err != nil {
@@ -367,6 +372,24 @@ func (ss *session) execute(ctx context.Context, req *mcp.CallToolRequest, in Exe
 		StructuredContent: res,
 		IsError:           !res.OK(),
 	}, nil, nil
+}
+
+// caller is who sent a request of this session: its principal, and the
+// role the request's token maps to.
+func (ss *session) caller(extra *mcp.RequestExtra) conductor.Caller {
+	return conductor.Caller{Principal: ss.principal, Role: requestRole(extra)}
+}
+
+// observeToolCall counts one tool call of a program (ExecOptions.OnToolCall).
+func (s *Server) observeToolCall(server, tool string, d time.Duration, err error) {
+	outcome := "ok"
+	switch {
+	case errors.Is(err, bridge.ErrRefused):
+		outcome = "refused"
+	case err != nil:
+		outcome = "error"
+	}
+	s.metrics.ObserveToolCall(server, tool, outcome, d)
 }
 
 // execText is the compact text form of a result: value, output, error.
@@ -420,7 +443,7 @@ func (ss *session) search(ctx context.Context, req *mcp.CallToolRequest, in Sear
 		limit = 50
 	}
 	start := time.Now()
-	res, err := ss.s.c.FindToolsFor(ctx, ss.principal, conv, in.Query, limit)
+	res, err := ss.s.c.FindToolsAs(ctx, ss.caller(req.Extra), conv, in.Query, limit)
 	ss.s.metrics.ObserveSearch(time.Since(start))
 	if err != nil {
 		return errorResult(err.Error()), nil, nil
@@ -441,7 +464,7 @@ func (ss *session) load(ctx context.Context, req *mcp.CallToolRequest, in LoadIn
 	if len(in.Names) == 0 {
 		return errorResult("names is empty: pass tool names as server.tool, from search_tools"), nil, nil
 	}
-	specs, err := ss.s.c.LoadToolSpecFor(ctx, ss.principal, conv, in.Names...)
+	specs, err := ss.s.c.LoadToolSpecAs(ctx, ss.caller(req.Extra), conv, in.Names...)
 	if err != nil {
 		return errorResult(err.Error()), nil, nil
 	}

@@ -1,5 +1,6 @@
 // Package telemetry owns what the conductor tells operators: Prometheus
-// metrics (Metrics) and the audit log's rotation and tap (AuditHandler).
+// metrics (Metrics), the audit log's rotation (RotatingFile) and
+// OpenTelemetry trace export (Tracing).
 //
 // It imports nothing of the conductor; internal/server and cmd/conductor feed
 // it. Every method of a nil *Metrics is a no-op, so callers need no checks.
@@ -52,7 +53,7 @@ func New() *Metrics {
 	})
 	m.toolCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "conductor_tool_calls_total",
-		Help: "Upstream tool calls made by programs, by server, tool and outcome (ok or error).",
+		Help: "Upstream tool calls made by programs, by server, tool and outcome (ok, error, or refused by the policy or role before reaching the server).",
 	}, []string{"server", "tool", "outcome"})
 	m.toolDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "conductor_tool_call_duration_seconds",

@@ -1,8 +1,6 @@
 package telemetry
 
 import (
-	"bytes"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
-
-func TestAuditHandlerCountsToolCalls(t *testing.T) {
-	m := New()
-	var buf bytes.Buffer
-	log := slog.New(AuditHandler(slog.NewJSONHandler(&buf, nil), m))
-	log.Info("tool_call", slog.String("conversation", "c1"), slog.String("tool", "fs.read_file"),
-		slog.Int64("durationMs", 12), slog.String("outcome", "ok"))
-	log.Info("tool_call", slog.String("tool", "fs.read_file"), slog.Int64("durationMs", 3), slog.String("outcome", "error"))
-	log.Info("execution", slog.String("outcome", "ok"))
-	if got := counter(t, m.toolCalls.WithLabelValues("fs", "read_file", "ok")); got != 1 {
-		t.Errorf("tool_calls{ok} = %v, want 1", got)
-	}
-	if got := counter(t, m.toolCalls.WithLabelValues("fs", "read_file", "error")); got != 1 {
-		t.Errorf("tool_calls{error} = %v, want 1", got)
-	}
-	if n := strings.Count(buf.String(), "\n"); n != 3 {
-		t.Errorf("audit log has %d records, want all 3:\n%s", n, buf.String())
-	}
-}
 
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
