@@ -67,6 +67,22 @@ type Sandbox struct {
 	MaxTimeout      time.Duration
 	MemoryMB        int
 	MaxOutputBytes  int
+	// Pool sizes the warm pool of pre-started sandbox processes.
+	Pool Pool
+}
+
+// Pool sizes the warm pool (sandbox.pool): single-use Deno processes started
+// ahead of their run, per conversation and permission profile.
+type Pool struct {
+	// Max is the most pre-started processes at once; 0 turns the pool off.
+	Max int
+	// Min is how many recently used conversations keep their spare past
+	// IdleTimeout.
+	Min int
+	// PerConversation caps the spares of one conversation.
+	PerConversation int
+	// IdleTimeout ends the spares of a conversation unused for that long.
+	IdleTimeout time.Duration
 }
 
 // Permissions are Deno permission grants. Each list holds the values of one

@@ -28,6 +28,8 @@ func envOf(m map[string]string) func(string) string {
 
 var cmpConfig = cmpopts.EquateEmpty()
 
+var defaultPool = Pool{Max: 4, Min: 1, PerConversation: 2, IdleTimeout: 5 * time.Minute}
+
 func TestDefaults(t *testing.T) {
 	got, err := Load(envOf(nil), "")
 	if err != nil {
@@ -41,6 +43,7 @@ func TestDefaults(t *testing.T) {
 			MaxTimeout:     300000 * time.Millisecond,
 			MemoryMB:       256,
 			MaxOutputBytes: 1048576,
+			Pool:           defaultPool,
 		},
 		Store: Store{
 			URL:               "sqlite:///home/u/.mcp-conductor/state.db",

@@ -7,9 +7,17 @@ import (
 
 // Defaults of DESIGN.md, also used by Default.
 const (
-	DefaultTimeout           = 30 * time.Second
-	DefaultMaxTimeout        = 300 * time.Second
-	DefaultMemoryMB          = 256
+	DefaultTimeout    = 30 * time.Second
+	DefaultMaxTimeout = 300 * time.Second
+	DefaultMemoryMB   = 256
+	// An idle pooled Deno process costs about 9 MB of private memory (32 MB
+	// RSS, most of it the shared pages of the Deno binary): 4 spares ≈ 35 MB.
+	DefaultPoolMax             = 4
+	DefaultPoolMin             = 1
+	DefaultPoolPerConversation = 2
+	DefaultPoolIdleTimeout     = 5 * time.Minute
+	// MaxPoolSize bounds sandbox.pool.max.
+	MaxPoolSize              = 64
 	DefaultMaxOutputBytes    = 1 << 20
 	DefaultConversationTTL   = 24 * time.Hour
 	DefaultMaxConversations  = 1000
@@ -41,6 +49,8 @@ func Default(home string) *Config {
 			MaxTimeout:     DefaultMaxTimeout,
 			MemoryMB:       DefaultMemoryMB,
 			MaxOutputBytes: DefaultMaxOutputBytes,
+			Pool: Pool{Max: DefaultPoolMax, Min: DefaultPoolMin, PerConversation: DefaultPoolPerConversation,
+				IdleTimeout: DefaultPoolIdleTimeout},
 		},
 		Store: Store{
 			URL:               "sqlite://" + filepath.Join(home, ".mcp-conductor", "state.db"),

@@ -739,7 +739,37 @@ func (d *fileDec) sandbox(p string, v any) {
 				sb.MaxOutputBytes = int(n)
 			}
 		},
+		"pool": d.pool,
 	})
+}
+
+// pool decodes sandbox.pool; Validate checks the figures together.
+func (d *fileDec) pool(p string, v any) {
+	pl := &d.cfg.Sandbox.Pool
+	count := func(dst *int) func(string, any) {
+		return func(fp string, v any) {
+			if n, ok := d.integer(fp, v); ok {
+				if n < 0 || n > MaxPoolSize {
+					d.errf(fp, "%d: must be from 0 to %d", n, MaxPoolSize)
+					return
+				}
+				*dst = int(n)
+			}
+		}
+	}
+	d.object(p, v, map[string]func(string, any){
+		"max":             count(&pl.Max),
+		"min":             count(&pl.Min),
+		"perConversation": count(&pl.PerConversation),
+		"idleTimeout": func(fp string, v any) {
+			if t, ok := d.duration(fp, v); ok {
+				pl.IdleTimeout = t
+			}
+		},
+	})
+	if err := checkPool(*pl); err != nil {
+		d.errf(p, "%v", err)
+	}
 }
 
 func (d *fileDec) policies(p string, v any) {

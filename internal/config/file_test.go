@@ -164,6 +164,7 @@ func wantFull(dir, h string) *Config {
 		MaxTimeout:      10 * time.Minute,
 		MemoryMB:        512,
 		MaxOutputBytes:  65536,
+		Pool:            defaultPool,
 	}
 	c.Policy = map[string]ToolPolicy{"github": {AllowTools: []string{"search_*", "get_issue"}, DenyTools: []string{"delete_*"}}}
 	c.Store = Store{URL: "sqlite://" + filepath.Join(dir, "state.db"), ConversationTTL: 2 * time.Hour, MaxConversations: 50, MaxWorkspaceBytes: 1 << 20}
@@ -277,7 +278,7 @@ http: {token: from-file}
 	want.CacheDir = filepath.Join(dir, "cache")
 	want.Deno = filepath.Join(dir, "deno")
 	want.Sandbox = Sandbox{Permissions: Permissions{Read: []string{"/data"}}, AllowedPackages: []string{"npm:zod@^3"},
-		DefaultTimeout: 10 * time.Second, MaxTimeout: 20 * time.Second, MemoryMB: 100, MaxOutputBytes: 2048}
+		DefaultTimeout: 10 * time.Second, MaxTimeout: 20 * time.Second, MemoryMB: 100, MaxOutputBytes: 2048, Pool: defaultPool}
 	want.Store.URL = "redis://localhost:6379/0"
 	want.HTTP.Token = "from-file"
 	if diff := cmp.Diff(want, fileOnly, cmpConfig); diff != "" {
@@ -298,6 +299,7 @@ http: {token: from-file}
 		Permissions:     Permissions{Read: []string{"/data", "/more"}, Deny: map[string][]string{"net": {}}},
 		AllowedPackages: []string{"npm:axios@^1"},
 		DefaultTimeout:  15 * time.Second, MaxTimeout: time.Minute, MemoryMB: 300, MaxOutputBytes: 4096,
+		Pool: defaultPool,
 	}
 	want.Store.URL = "sqlite:///s.db"
 	want.HTTP.Token = "from-env"
@@ -420,6 +422,11 @@ func TestFileErrors(t *testing.T) {
 		{"catalog key env", "c.json", `{"catalog": {"embeddingKeyEnv": "my key"}}`, []string{`catalog.embeddingKeyEnv: "my key"`}},
 		{"catalog bool", "c.json", `{"catalog": {"cacheSpecs": "yes"}}`, []string{"catalog.cacheSpecs: must be true or false, got a string"}},
 		{"lazy not bool", "c.json", `{"mcpServers": [{"name": "a", "command": "x", "lazy": 1}]}`, []string{"mcpServers[0].lazy: must be true or false"}},
+		{"pool unknown key", "c.json", `{"sandbox": {"pool": {"size": 3}}}`, []string{"sandbox.pool.size: unknown field"}},
+		{"pool max range", "c.json", `{"sandbox": {"pool": {"max": 65}}}`, []string{"sandbox.pool.max: 65: must be from 0 to 64"}},
+		{"pool min over max", "c.json", `{"sandbox": {"pool": {"max": 2, "min": 3}}}`, []string{"sandbox.pool: min 3: must be from 0 to max (2)"}},
+		{"pool per conversation zero", "c.json", `{"sandbox": {"pool": {"perConversation": 0}}}`, []string{"sandbox.pool: perConversation 0"}},
+		{"pool idle timeout", "c.json", `{"sandbox": {"pool": {"idleTimeout": "-1s"}}}`, []string{"sandbox.pool: idleTimeout -1s"}},
 		{"several at once", "c.json", `{"sandbox": {"memoryMB": 1, "maxOutputBytes": 1}, "bogus": 1}`, []string{"sandbox.memoryMB", "sandbox.maxOutputBytes", "bogus: unknown field"}},
 	}
 	for _, tt := range tests {
@@ -752,5 +759,29 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"token":"set"`) {
 		t.Errorf("log = %s, want the redacted config", buf.String())
+	}
+}
+
+func TestPoolConfig(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, content string
+		want          Pool
+	}{
+		{"default", `{}`, Pool{Max: DefaultPoolMax, Min: DefaultPoolMin, PerConversation: DefaultPoolPerConversation, IdleTimeout: DefaultPoolIdleTimeout}},
+		{"off", `{"sandbox": {"pool": {"max": 0}}}`, Pool{Max: 0, Min: DefaultPoolMin, PerConversation: DefaultPoolPerConversation, IdleTimeout: DefaultPoolIdleTimeout}},
+		{"all", `{"sandbox": {"pool": {"max": 8, "min": 2, "perConversation": 3, "idleTimeout": "90s"}}}`, Pool{Max: 8, Min: 2, PerConversation: 3, IdleTimeout: 90 * time.Second}},
+		{"idle ms", `{"sandbox": {"pool": {"idleTimeout": 60000}}}`, Pool{Max: DefaultPoolMax, Min: DefaultPoolMin, PerConversation: DefaultPoolPerConversation, IdleTimeout: time.Minute}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(envOf(nil), writeFile(t, dir, tt.name+".json", tt.content))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Sandbox.Pool != tt.want {
+				t.Errorf("Load(%s).Sandbox.Pool = %+v, want %+v", tt.content, c.Sandbox.Pool, tt.want)
+			}
+		})
 	}
 }

@@ -264,6 +264,7 @@ func (c *Config) Validate() error {
 	bad("sandbox.memoryMB", checkMemoryMB(int64(sb.MemoryMB)))
 	bad("sandbox.maxOutputBytes", checkMaxOutput(int64(sb.MaxOutputBytes)))
 	bad("sandbox permissions", sb.Permissions.Validate())
+	bad("sandbox.pool", checkPool(sb.Pool))
 	for i, pk := range sb.AllowedPackages {
 		bad(fmt.Sprintf("sandbox.allowedPackages[%d]", i), checkPackage(pk))
 	}
@@ -355,4 +356,20 @@ func (h *HTTP) checkRoles() []error {
 		seen[t.Token] = p + ".token"
 	}
 	return errs
+}
+
+func checkPool(p Pool) error {
+	switch {
+	case p.Max < 0 || p.Max > MaxPoolSize:
+		return fmt.Errorf("max %d: must be from 0 (off) to %d", p.Max, MaxPoolSize)
+	case p.Max == 0:
+		return nil
+	case p.Min < 0 || p.Min > p.Max:
+		return fmt.Errorf("min %d: must be from 0 to max (%d)", p.Min, p.Max)
+	case p.PerConversation < 1 || p.PerConversation > p.Max:
+		return fmt.Errorf("perConversation %d: must be from 1 to max (%d)", p.PerConversation, p.Max)
+	case p.IdleTimeout <= 0 || p.IdleTimeout > 24*time.Hour:
+		return fmt.Errorf("idleTimeout %v: must be positive and at most 24h", p.IdleTimeout)
+	}
+	return nil
 }
