@@ -34,7 +34,7 @@ type PoolOptions struct {
 	// IdleTimeout ends the spares of a profile unused for that long, giving
 	// their memory back. 0 means 5 minutes.
 	IdleTimeout time.Duration
-	// Spawns bounds how many pooled processes boot at once. 0 means 1.
+	// Spawns bounds how many pooled processes boot at once. 0 means 2.
 	Spawns int
 	// Warm is the profile PrepareDir warms a new conversation with, as the
 	// conductor's Specs will carry it; nil warms nothing before the first run.
@@ -101,7 +101,7 @@ func newPool(r *Runner, opts PoolOptions) *pool {
 		opts.IdleTimeout = DefaultPoolIdleTimeout
 	}
 	if opts.Spawns <= 0 {
-		opts.Spawns = 1
+		opts.Spawns = 2
 	}
 	if opts.PerConversation <= 0 {
 		opts.PerConversation = 1
@@ -171,6 +171,10 @@ func (p *pool) take(dir string, args []string, mem int) *proc {
 	}
 	if got == nil {
 		p.misses.Add(1)
+	}
+	if got == nil || !isClosed(got.ready) {
+		// Runs come faster than one spare boots: keep more.
+		s.want = min(s.want+1, p.opts.PerConversation)
 	}
 	p.fill(s)
 	return got
