@@ -1,8 +1,13 @@
 package telemetry
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,4 +62,38 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return d.GetCounter().GetValue()
+}
+
+// TestTracingExportsOverOTLP: a span ends up as a protobuf POST to
+// <endpoint>/v1/traces once the provider shuts down.
+func TestTracingExportsOverOTLP(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + strconv.Itoa(len(body))
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	tr, shutdown, err := Tracing(srv.URL, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tr.Start(context.Background(), "conductor.execute")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if !strings.HasPrefix(req, "POST /v1/traces application/x-protobuf ") || strings.HasSuffix(req, " 0") {
+			t.Errorf("collector got %q, want a protobuf POST to /v1/traces", req)
+		}
+	default:
+		t.Fatal("no export reached the collector")
+	}
+	if _, _, err := Tracing("collector:4318", "test"); err == nil {
+		t.Error("Tracing with a URL without scheme: no error")
+	}
 }
