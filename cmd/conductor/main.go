@@ -31,8 +31,12 @@ import (
 const usage = `usage: conductor <command> [flags]
 
 commands:
-  stdio   [--config FILE]                         MCP server on stdin/stdout
-  start   [--config FILE] [--http ADDR]           MCP server (stdio unless --http)
+  stdio   [--config FILE] [--audit-log FILE] [--audit-max-mb N]
+                                                  MCP server on stdin/stdout
+  start   [--config FILE] [--http ADDR [--stateless] [--grace DUR]]
+          [--audit-log FILE] [--audit-max-mb N]
+                                                  MCP server (stdio unless --http);
+                                                  HTTP serves /mcp, /metrics, /healthz, /readyz
   exec    [--config FILE] [--timeout MS] [--json] [FILE|-]
                                                   run one program like execute_code
   search  [--config FILE] [--limit N] [--json] QUERY
@@ -42,8 +46,12 @@ commands:
   doctor  [--config FILE]                         check Deno, caches, model, servers
   setup   [--config FILE] [--prune]               install Deno, allowed packages, model
 
+Every command also takes --log-level (debug, info, warn, error) and
+--audit-log FILE (audit records as JSON lines; stderr by default).
+
 Configuration comes from MCP_CONDUCTOR_* environment variables and the config
-file; see README.md.`
+file (http.* for tokens, JWT, roles and limits; telemetry.otlpEndpoint or
+OTEL_EXPORTER_OTLP_ENDPOINT for traces); see README.md.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -105,8 +113,7 @@ type common struct {
 	config   string
 	auditLog string
 	logLevel string
-	// metrics, when set (HTTP serving), also counts the tool calls the
-	// audit log records.
+	// metrics is set when serving HTTP (/metrics).
 	metrics *telemetry.Metrics
 	// auditMaxMB > 0 rotates the --audit-log file at that size (servers).
 	auditMaxMB int
@@ -165,17 +172,36 @@ func (c *common) start(ctx context.Context, stderr io.Writer, quiet bool) (*cond
 	if err != nil {
 		return nil, nil, err
 	}
-	cd, err := conductor.New(cfg, conductor.Options{Logger: log, Audit: audit})
+	opts := conductor.Options{Logger: log, Audit: audit}
+	stopTracing := func() {}
+	if cfg.Telemetry.OTLPEndpoint != "" {
+		tr, shutdown, err := telemetry.Tracing(cfg.Telemetry.OTLPEndpoint, server.Version)
+		if err != nil {
+			closeLogs()
+			return nil, nil, fmt.Errorf("telemetry.otlpEndpoint: %w", err)
+		}
+		opts.Tracer = tr
+		stopTracing = func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := shutdown(sctx); err != nil {
+				log.Warn("flush traces", slog.String("err", err.Error()))
+			}
+		}
+	}
+	cd, err := conductor.New(cfg, opts)
 	if err != nil {
+		stopTracing()
 		closeLogs()
 		return nil, nil, err
 	}
 	if err := cd.Start(ctx); err != nil {
 		cd.Close()
+		stopTracing()
 		closeLogs()
 		return nil, nil, err
 	}
-	return cd, func() { cd.Close(); closeLogs() }, nil
+	return cd, func() { cd.Close(); stopTracing(); closeLogs() }, nil
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer, allowHTTP bool) error {
@@ -220,7 +246,7 @@ func serveHTTP(ctx context.Context, c *common, stderr io.Writer, addr string, st
 	if err != nil {
 		return err
 	}
-	addr, err = listenAddr(addr, cfg.HTTP.Token != "" || cfg.HTTP.JWTIssuer != "")
+	addr, err = listenAddr(addr, cfg.HTTP.Token != "" || len(cfg.HTTP.Tokens) > 0 || cfg.HTTP.JWTIssuer != "")
 	if err != nil {
 		return err
 	}
@@ -253,6 +279,17 @@ func serveHTTP(ctx context.Context, c *common, stderr io.Writer, addr string, st
 		MaxConcurrentExecutions: cfg.HTTP.MaxConcurrentExecutions,
 		Stateless:               stateless,
 		Grace:                   grace,
+		TokenRole:               cfg.HTTP.TokenRole,
+		DefaultRole:             cfg.HTTP.DefaultRole,
+	}
+	for _, t := range cfg.HTTP.Tokens {
+		opts.Tokens = append(opts.Tokens, server.NamedToken{Name: t.Name, Token: t.Token, Role: t.Role})
+	}
+	if len(cfg.HTTP.Roles) > 0 {
+		opts.Roles = map[string]conductor.Role{}
+		for name, r := range cfg.HTTP.Roles {
+			opts.Roles[name] = r
+		}
 	}
 	if cfg.HTTP.JWTIssuer != "" {
 		opts.JWT = &server.JWTOptions{Issuer: cfg.HTTP.JWTIssuer, Audience: cfg.HTTP.JWTAudience, JWKSURL: cfg.HTTP.JWKSURL}
