@@ -1,8 +1,12 @@
 package conductor_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -179,7 +183,9 @@ func TestTraces(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
-	c := startWith(t, []config.Server{goServer(t, "go", rec)}, conductor.Options{Tracer: tp.Tracer("conductor")})
+	var audit syncBuffer
+	c := startWith(t, []config.Server{goServer(t, "go", rec)}, conductor.Options{Tracer: tp.Tracer("conductor"),
+		Audit: slog.New(slog.NewJSONHandler(&audit, nil))})
 	conv, err := c.CreateConversationFor("token")
 	if err != nil {
 		t.Fatal(err)
@@ -238,5 +244,85 @@ await (globalThis as any).__conductor_call("go", "missing", {});`
 	}
 	if st := c.Stats(); st.Runs != 0 || st.Conversations != 0 {
 		t.Errorf("Stats after the run = %+v, want zero", st)
+	}
+	// The audit log's tool_call records name the principal.
+	var toolCalls []string
+	for _, line := range strings.Split(strings.TrimSpace(audit.String()), "\n") {
+		var r map[string]any
+		if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == "tool_call" {
+			toolCalls = append(toolCalls, fmt.Sprint(r["principal"], " ", r["tool"], " ", r["outcome"]))
+		}
+	}
+	if want := []string{"token go.echo ok", "token go.missing refused"}; !slices.Equal(toolCalls, want) {
+		t.Errorf("audit tool_call records = %q, want %q", toolCalls, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the bridge's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReadyAndStats: Ready fails before Start and after Close; Stats counts
+// a run in flight and its conversation.
+func TestReadyAndStats(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := config.Default(dir)
+	cfg.Deno = toolPath(t, "deno")
+	cfg.Workspace = filepath.Join(dir, "ws")
+	c, err := conductor.New(cfg, conductor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Ready(ctx); err == nil {
+		t.Error("Ready before Start: nil")
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ready(ctx); err != nil {
+		t.Errorf("Ready after Start: %v", err)
+	}
+	conv, err := c.CreateConversationFor("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Execute(ctx, conv, `await new Promise((r) => setTimeout(r, 1500)); 1`, conductor.ExecOptions{Principal: "p"})
+		done <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for st := c.Stats(); st.Runs != 1 || st.Conversations != 1; st = c.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats during a run = %+v, want 1 run in 1 conversation", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st != (conductor.Stats{}) {
+		t.Errorf("Stats after the run = %+v, want zero", st)
+	}
+	c.Close()
+	if err := c.Ready(ctx); err == nil {
+		t.Error("Ready after Close: nil")
 	}
 }
