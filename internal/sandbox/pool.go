@@ -172,7 +172,7 @@ func (p *pool) take(dir string, args []string, mem int) *proc {
 	if got == nil {
 		p.misses.Add(1)
 	}
-	if got == nil || !isClosed(got.ready) {
+	if got != nil && !isClosed(got.ready) || got == nil && s.queued > 0 {
 		// Runs come faster than one spare boots: keep more.
 		s.want = min(s.want+1, p.opts.PerConversation)
 	}

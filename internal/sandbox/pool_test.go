@@ -265,11 +265,11 @@ func TestPoolProfileChange(t *testing.T) {
 		t.Error("the old profile's spare is still pooled")
 	}
 	// A memory change is another profile too.
-	eventually(t, "a spare of the new profile", func() bool { return len(readyPids(e.r)) == 1 })
-	old = readyPids(e.r)[0]
+	eventually(t, "a spare of the new profile", func() bool { return len(readyPids(e.r)) >= 1 })
+	olds := readyPids(e.r)
 	res = e.run(t, `1`, withPerms(config.Permissions{}), func(s *Spec) { s.MemoryMB = 64 })
-	if res.Error != nil || used == old {
-		t.Errorf("memory change: used %d (old %d): %s", used, old, describe(res))
+	if res.Error != nil || slices.Contains(olds, used) {
+		t.Errorf("memory change: used %d (old %v): %s", used, olds, describe(res))
 	}
 	// And back to the grant: a new spare, never the revoked one.
 	res = e.run(t, `Deno.readTextFileSync("workspace/secret.txt")`, withPerms(perms))
@@ -322,6 +322,7 @@ func TestPoolCeiling(t *testing.T) {
 func TestPoolCloseLeavesNothing(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e, perms := newPoolEnv(t, nil)
+	defer e.r.Close() // before goleak looks, even on failure
 	for i := range 3 {
 		if err := e.r.PrepareDir(filepath.Join(e.ws, "x"+string(rune('0'+i)))); err != nil {
 			t.Fatal(err)
@@ -330,9 +331,7 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 	if res := e.run(t, `1`, withPerms(perms)); res.Error != nil {
 		t.Fatalf("run: %s", describe(res))
 	}
-	if len(e.r.poolPids()) == 0 {
-		t.Fatal("nothing pooled before Close")
-	}
+	eventually(t, "processes pooled before Close", func() bool { return len(e.r.poolPids()) > 0 })
 	e.r.Close()
 	var left []string
 	ents, _ := os.ReadDir("/proc")
