@@ -120,19 +120,24 @@ func BenchmarkSearch(b *testing.B) {
 func BenchmarkEmbedQuery(b *testing.B) {
 	e := realEmbedder(b)
 	ctx := context.Background()
-	var lat []float64
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var lat, cpu []float64
 	i := 0
 	for b.Loop() {
-		t0 := time.Now()
+		t0, c0 := time.Now(), threadCPU()
 		q := benchQueries[i%len(benchQueries)]
 		if _, err := e.Embed(ctx, append([]string{q}, splitClauses(q)...)); err != nil {
 			b.Fatal(err)
 		}
+		cpu = append(cpu, ms(threadCPU()-c0))
 		lat = append(lat, ms(time.Since(t0)))
 		i++
 	}
 	b.ReportMetric(percentile(lat, 50), "p50-ms")
 	b.ReportMetric(percentile(lat, 99), "p99-ms")
+	b.ReportMetric(percentile(cpu, 50), "cpu-p50-ms")
+	b.ReportMetric(percentile(cpu, 99), "cpu-p99-ms")
 }
 
 // BenchmarkBuild measures building an index with every vector already in
