@@ -9,7 +9,7 @@ DENO := $(TOOLS)/node_modules/.bin/deno
 export MCP_CONDUCTOR_DENO ?= $(DENO)
 export MCP_CONDUCTOR_TEST_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: run build test test-short bench tools redis setup lint clean
+.PHONY: run build test test-short bench eval tools redis setup lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/conductor
@@ -42,8 +42,12 @@ test: tools redis setup
 test-short: tools
 	$(GO) test -short ./...
 
-bench: build tools setup
-	MCP_CONDUCTOR_CACHE=$(MCP_CONDUCTOR_TEST_CACHE) $(GO) test -run '^$$' -bench . -benchtime 40x ./internal/sandbox/ ./internal/catalog/ ./internal/store/ . 2>&1 | tee bench.out
+bench: build tools redis setup
+	MCP_CONDUCTOR_CACHE=$(MCP_CONDUCTOR_TEST_CACHE) ./scripts/bench.sh 2>&1 | tee bench.out
+
+# Retrieval quality on shared/eval: BM25, vectors and hybrid side by side.
+eval: build setup
+	MCP_CONDUCTOR_CACHE=$(MCP_CONDUCTOR_TEST_CACHE) $(BIN) eval --tools ../shared/eval/tools.jsonl --queries ../shared/eval/queries.jsonl
 
 lint:
 	gofmt -l . | (! grep .)
