@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -314,5 +315,62 @@ func TestStartHTTPKill9(t *testing.T) {
 	out, err := call(connectTo(url), `await Deno.readTextFile("workspace/kept.txt")`)
 	if err != nil || !strings.Contains(out, "still here") {
 		t.Errorf("after restart: %v %q\n%s", err, out, stderr())
+	}
+}
+
+// TestStartHTTPRolesAndTraces: `start --http` with http.tokens and
+// http.roles in the config file narrows a named token's code to its role,
+// and OTEL_EXPORTER_OTLP_ENDPOINT makes the conductor export its spans.
+func TestStartHTTPRolesAndTraces(t *testing.T) {
+	everything := repoTools(t, "mcp-server-everything")
+	spans := make(chan string, 100)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		spans <- r.URL.Path
+	}))
+	defer collector.Close()
+	cfgPath := filepath.Join(t.TempDir(), "conductor.json")
+	cfg := fmt.Sprintf(`{"mcpServers": {"everything": {"command": %q, "args": ["stdio"]}},
+ "http": {"tokens": [{"name": "ci", "token": "${env:CI_TOKEN}", "role": "summer"}],
+          "roles": {"summer": {"servers": {"everything": {"allowTools": ["get-sum"]}}}}}}`, everything)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, exited, url, stderr := startHTTPConductor(t, []string{"CI_TOKEN=ci-secret", "OTEL_EXPORTER_OTLP_ENDPOINT=" + collector.URL}, "--config", cfgPath)
+	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearerRT{"ci-secret"}}}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, stderr())
+	}
+	defer cs.Close()
+	run := func(code string) string {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "execute_code", Arguments: map[string]any{"code": code}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(res.IsError, " ", res.Content[0].(*mcp.TextContent).Text)
+	}
+	if got := run(`await (globalThis as any).__conductor_call("everything", "echo", {message: "x"})`); !strings.Contains(got, "refused: this principal's role does not allow this tool") {
+		t.Errorf("echo with the ci token: %s", got)
+	}
+	if got := run(`import * as e from "./mcp/everything"; await e.get_sum({a: 20, b: 22})`); !strings.Contains(got, "42") {
+		t.Errorf("get-sum with the ci token: %s", got)
+	}
+	cs.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no exit after SIGTERM:\n%s", stderr())
+	}
+	select {
+	case p := <-spans:
+		if p != "/v1/traces" {
+			t.Errorf("collector got a POST to %s, want /v1/traces", p)
+		}
+	default:
+		t.Errorf("no spans reached the collector:\n%s", stderr())
 	}
 }
