@@ -645,7 +645,7 @@ func (c *Conductor) Stats() Stats {
 // Ready reports why the conductor cannot serve yet, or nil: it must be
 // started, Deno found, the store answering (Ping), and every upstream
 // server done with its first start attempt (up, down with a reason, or
-// lazy).
+// lazy). Call it once Start has returned (it does not wait for Start).
 func (c *Conductor) Ready(ctx context.Context) error {
 	if !c.started.Load() || c.st == nil || c.runner == nil {
 		return errors.New("not started")
