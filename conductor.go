@@ -150,6 +150,12 @@ type Conductor struct {
 	subMu sync.Mutex
 	subs  []func()
 
+	// The tool index is rebuilt by one goroutine at a time (buildMu); vectors
+	// of unchanged tools come from memory.
+	buildMu sync.Mutex
+	vectors *memVectors
+	idx     *indexer
+
 	st    store.Store
 	convs *conversation.Manager
 
@@ -255,6 +261,12 @@ func (c *Conductor) Start(ctx context.Context) error {
 	if err := c.loadEmbedder(); err != nil {
 		return err
 	}
+	var storeVectors catalog.VectorCache
+	if c.cfg.Catalog.CacheSpecs && c.st != nil {
+		storeVectors = vectorCache{c.st}
+	}
+	c.vectors = newMemVectors(storeVectors)
+	c.startIndexer()
 	if len(c.cfg.Servers) > 0 {
 		c.hub = upstream.New(c.cfg.Servers, upstream.Options{
 			Logger:      c.log,
@@ -283,6 +295,7 @@ func (c *Conductor) Close() error {
 		c.stopSweep()
 		c.sweeping.Wait()
 	}
+	c.stopIndexer()
 	var errs []error
 	if c.hub != nil {
 		errs = append(errs, c.hub.Close())
@@ -298,16 +311,6 @@ func (c *Conductor) OnToolsChanged(f func()) {
 	c.subMu.Lock()
 	c.subs = append(c.subs, f)
 	c.subMu.Unlock()
-}
-
-func (c *Conductor) toolsChanged() {
-	c.rebuildIndex(context.Background())
-	c.subMu.Lock()
-	subs := append([]func(){}, c.subs...)
-	c.subMu.Unlock()
-	for _, f := range subs {
-		f()
-	}
 }
 
 // exposedTools lists the tools programs may call, in a stable order; a
@@ -326,6 +329,8 @@ func (c *Conductor) exposedTools(role map[string]config.ToolPolicy) []upstream.T
 }
 
 func (c *Conductor) rebuildIndex(ctx context.Context) {
+	c.buildMu.Lock()
+	defer c.buildMu.Unlock()
 	c.cacheSpecs(ctx)
 	var tools []catalog.Tool
 	for _, t := range c.exposedTools(nil) {
@@ -335,11 +340,13 @@ func (c *Conductor) rebuildIndex(ctx context.Context) {
 	opts := catalog.Options{Logger: c.log}
 	if c.embedder != nil {
 		opts.Embedder = c.embedder
-		if c.cfg.Catalog.CacheSpecs && c.st != nil {
-			opts.VectorCache = vectorCache{c.st}
-		}
+		opts.VectorCache = c.vectors
 	}
 	ix, err := catalog.Build(ctx, tools, opts)
+	if ctx.Err() != nil {
+		return // cancelled by Close: keep the index we have
+	}
+	c.vectors.retain()
 	if err != nil && ix == nil {
 		c.log.Error("build tool index", slog.String("err", err.Error()))
 		return
