@@ -299,3 +299,7 @@ func firstSentence(s string, max int) string {
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// round3 keeps scores short in answers: o200k_base spends a token per three
+// digits, and a fourth decimal orders nothing an agent acts on.
+func round3(x float64) float64 { return math.Round(x*1e3) / 1e3 }

@@ -317,7 +317,7 @@ func (ix *Index) search(query string, qv []float32, cv [][]float32, opts SearchO
 			continue
 		}
 		t := ix.tools[i]
-		r := Result{Name: ix.keys[i], Server: t.Server, Tool: t.Name, Description: ix.summary[i], Score: round4(float64(fused[i]))}
+		r := Result{Name: ix.keys[i], Server: t.Server, Tool: t.Name, Description: ix.summary[i], Score: round3(float64(fused[i]))}
 		if opts.Loaded != nil {
 			r.Loaded = opts.Loaded(ix.keys[i])
 		}

@@ -229,27 +229,28 @@ func (s *Server) ServeStdio(ctx context.Context) error {
 
 const instructions = "Use search_tools to find tools by what you need, load_tools to get their TypeScript API, " +
 	"then execute_code to run one TypeScript program that imports ./mcp/<server> and calls them. " +
-	"Do the data processing inside the program and return only what you need."
+	"Do the data processing inside the program and return only what you need. " +
+	"Calls without conversation_id share this session's conversation (loaded tools, ./workspace files)."
 
 // ExecInput is execute_code's input. Unknown fields are rejected: there is no
 // way to pass permissions.
 type ExecInput struct {
-	Code           string `json:"code" jsonschema:"TypeScript/JavaScript ES module; top-level await works; the last expression statement is the result"`
-	TimeoutMs      int64  `json:"timeout_ms,omitempty" jsonschema:"optional timeout in milliseconds"`
-	ConversationID string `json:"conversation_id,omitempty" jsonschema:"optional; defaults to this session's conversation"`
+	Code           string `json:"code" jsonschema:"TypeScript ES module; top-level await works; the last expression statement is the result"`
+	TimeoutMs      int64  `json:"timeout_ms,omitempty" jsonschema:"milliseconds"`
+	ConversationID string `json:"conversation_id,omitempty"`
 }
 
 // SearchInput is search_tools' input.
 type SearchInput struct {
 	Query          string `json:"query" jsonschema:"what you want to do, in your own words"`
-	Limit          int    `json:"limit,omitempty" jsonschema:"maximum results (default 8)"`
-	ConversationID string `json:"conversation_id,omitempty" jsonschema:"optional; defaults to this session's conversation"`
+	Limit          int    `json:"limit,omitempty" jsonschema:"default 8"`
+	ConversationID string `json:"conversation_id,omitempty"`
 }
 
 // LoadInput is load_tools' input.
 type LoadInput struct {
 	Names          []string `json:"names" jsonschema:"tool names as server.tool, from search_tools"`
-	ConversationID string   `json:"conversation_id,omitempty" jsonschema:"optional; defaults to this session's conversation"`
+	ConversationID string   `json:"conversation_id,omitempty"`
 }
 
 const execDescription = "Run a TypeScript program in a sandbox (Deno, no permissions beyond what the administrator granted). " +

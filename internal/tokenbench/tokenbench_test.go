@@ -149,11 +149,9 @@ func TestTokenTable(t *testing.T) {
 	}
 	t.Log("\n" + b.String())
 	for _, r := range rows {
-		// The budgets of DESIGN.md. The first message also depends on the
-		// text of internal/server and internal/catalog; over budget it is
-		// reported, not failed, until their trims land.
+		// The budgets of DESIGN.md.
 		if r.first > 800 {
-			t.Logf("OVER BUDGET: %d tools: first message = %d tokens, want <= 800", r.tools, r.first)
+			t.Errorf("%d tools: first message = %d tokens, want <= 800", r.tools, r.first)
 		}
 		if r.load > 300 {
 			t.Errorf("%d tools: load_tools of 2 tools = %d tokens, want <= 300", r.tools, r.load)
