@@ -24,5 +24,5 @@ bench ./internal/store 'BenchmarkStore' 2000x
 bench ./internal/embed 'BenchmarkEmbed/|BenchmarkLoad|BenchmarkQuantizedAgreement' 20x
 bench ./internal/conversation 'BenchmarkCoUsageReplay' 1x
 echo "== token table"
-go test -count=1 -run 'TestTokenTable' -v ./internal/tokens/ 2>&1 | grep -vE '^(=== RUN|--- PASS|PASS)' || status=1
+go test -count=1 -run 'TestTokenTable' -v ./internal/tokenbench/ 2>&1 | grep -vE '^(=== RUN|--- PASS|PASS)' || status=1
 exit $status
