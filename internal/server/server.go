@@ -360,9 +360,12 @@ func (ss *session) execute(ctx context.Context, req *mcp.CallToolRequest, in Exe
 	})
 	inFlight()
 	if err != nil {
+		// The run could not be attempted (workspace over its cap, store
+		// down, bad conversation id): the model reads why.
 		ss.s.metrics.ObserveExecution("internal", time.Since(start), 0)
-		return nil, nil, err
+		return errorResult(err.Error()), nil, nil
 	}
+	ss.refresh() // a run can bring new servers into the context
 	outcome := "ok"
 	if res.Error != nil {
 		outcome = res.Error.Kind
@@ -470,8 +473,13 @@ func (ss *session) load(ctx context.Context, req *mcp.CallToolRequest, in LoadIn
 		return errorResult(err.Error()), nil, nil
 	}
 	var b strings.Builder
+	var often []string
 	for _, sp := range specs {
 		b.WriteString(sp.Import + "\n" + sp.Declarations + "\n")
+		often = append(often, sp.Suggestions...)
+	}
+	if len(often) > 0 {
+		b.WriteString("// often used with these: " + strings.Join(often, ", ") + "\n")
 	}
 	ss.refresh()
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.TrimRight(b.String(), "\n")}}}, nil, nil
