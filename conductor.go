@@ -826,10 +826,7 @@ func (c *Conductor) FindToolsAs(ctx context.Context, who Caller, convID, query s
 	for _, k := range conv.Loaded {
 		loaded[k] = true
 	}
-	if exclude == nil {
-		return conversation.Search(ctx, ix, query, limit, loaded, a)
-	}
-	return searchExcluding(ctx, ix, query, limit, loaded, a, exclude)
+	return conversation.Search(ctx, ix, query, limit, loaded, a, exclude)
 }
 
 // excluder drops the tools ("server.tool") a role does not allow; nil
@@ -843,35 +840,6 @@ func (c *Conductor) excluder(r *Role) func(key string) bool {
 		s, t, _ := strings.Cut(key, ".")
 		return !c.bridge.Exposed(s, t, role)
 	}
-}
-
-// searchExcluding is conversation.Search with tools left out of the search
-// itself, so that a role's hidden tools take no result slots.
-func searchExcluding(ctx context.Context, ix *catalog.Index, query string, limit int, loaded map[string]bool,
-	a *conversation.Affinity, exclude func(string) bool) ([]catalog.Result, error) {
-	opts := catalog.SearchOptions{
-		Limit:   limit + len(loaded),
-		Loaded:  func(k string) bool { return loaded[k] },
-		Exclude: exclude,
-	}
-	if a != nil {
-		opts.Boost = a.Boost
-	}
-	res, err := ix.Search(ctx, query, opts)
-	if err != nil {
-		return nil, err
-	}
-	fresh := make([]catalog.Result, 0, limit)
-	var have []catalog.Result
-	for _, r := range res {
-		if r.Loaded {
-			r.Description = ""
-			have = append(have, r)
-		} else if len(fresh) < limit {
-			fresh = append(fresh, r)
-		}
-	}
-	return append(fresh, have...), nil
 }
 
 // ToolSpec is what load_tools returns for some tools of one server.

@@ -87,7 +87,7 @@ func replay(tb testing.TB) replayResult {
 	for _, q := range test {
 		first, other := q.Relevant[0], q.Relevant[1]
 		loaded := map[string]bool{first: true}
-		res, err := Search(ctx, ix, q.Query, 5, loaded, nil)
+		res, err := Search(ctx, ix, q.Query, 5, loaded, nil, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func replay(tb testing.TB) replayResult {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		res, err = Search(ctx, ix, q.Query, 5, loaded, a)
+		res, err = Search(ctx, ix, q.Query, 5, loaded, a, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -100,14 +100,17 @@ func (a *Affinity) Suggest(n int, skip func(string) bool) []string {
 // tokens, loaded tools do not take any of the limit's places: the first
 // limit results are tools it does not have yet, followed by the loaded tools
 // that ranked among the top limit+len(loaded), marked Loaded and without
-// description (the agent holds their declarations already).
-func Search(ctx context.Context, ix *catalog.Index, query string, limit int, loaded map[string]bool, a *Affinity) ([]catalog.Result, error) {
+// description (the agent holds their declarations already). Tools exclude
+// reports (nil: none) are left out of the search itself, so a role's hidden
+// tools take no result places.
+func Search(ctx context.Context, ix *catalog.Index, query string, limit int, loaded map[string]bool, a *Affinity, exclude func(string) bool) ([]catalog.Result, error) {
 	if limit <= 0 {
 		limit = 10
 	}
 	opts := catalog.SearchOptions{
-		Limit:  limit + len(loaded),
-		Loaded: func(k string) bool { return loaded[k] },
+		Limit:   limit + len(loaded),
+		Loaded:  func(k string) bool { return loaded[k] },
+		Exclude: exclude,
 	}
 	if a != nil {
 		opts.Boost = a.Boost
