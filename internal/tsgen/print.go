@@ -54,63 +54,33 @@ func isPrim(t *ts, name string) bool { return t.kind == kPrim && t.name == name 
 
 // union builds A | B | ...: nested unions flattened, duplicates and never
 // dropped, unknown absorbing everything.
-func union(members ...*ts) *ts {
-	var out []*ts
-	seen := map[string]bool{}
-	var add func(t *ts) bool
-	add = func(t *ts) bool {
-		switch {
-		case t.kind == kUnion:
-			for _, m := range t.members {
-				if !add(m) {
-					return false
-				}
-			}
-		case isPrim(t, "unknown"):
-			return false
-		case isPrim(t, "never"):
-		default:
-			if k := key(t); !seen[k] {
-				seen[k] = true
-				out = append(out, t)
-			}
-		}
-		return true
-	}
-	for _, m := range members {
-		if !add(m) {
-			return prim("unknown")
-		}
-	}
-	switch len(out) {
-	case 0:
-		return prim("never")
-	case 1:
-		return out[0]
-	}
-	return &ts{kind: kUnion, members: out}
-}
+func union(members ...*ts) *ts { return combine(kUnion, "unknown", "never", members) }
 
 // inter builds A & B & ...: nested intersections flattened, duplicates and
 // unknown dropped, never absorbing everything.
-func inter(members ...*ts) *ts {
+func inter(members ...*ts) *ts { return combine(kInter, "never", "unknown", members) }
+
+// combine builds a union or intersection (k) of members: nested ones of the
+// same kind are flattened, duplicates and the identity type dropped, and the
+// absorbing type swallows the whole.
+func combine(k kind, absorbing, identity string, members []*ts) *ts {
 	var out []*ts
 	seen := map[string]bool{}
 	var add func(t *ts) bool
 	add = func(t *ts) bool {
 		switch {
-		case t.kind == kInter:
+		case t.kind == k:
 			for _, m := range t.members {
 				if !add(m) {
 					return false
 				}
 			}
-		case isPrim(t, "never"):
+		case isPrim(t, absorbing):
 			return false
-		case isPrim(t, "unknown"):
+		case isPrim(t, identity):
 		default:
-			if k := key(t); !seen[k] {
-				seen[k] = true
+			if key := key(t); !seen[key] {
+				seen[key] = true
 				out = append(out, t)
 			}
 		}
@@ -118,16 +88,16 @@ func inter(members ...*ts) *ts {
 	}
 	for _, m := range members {
 		if !add(m) {
-			return prim("never")
+			return prim(absorbing)
 		}
 	}
 	switch len(out) {
 	case 0:
-		return prim("unknown")
+		return prim(identity)
 	case 1:
 		return out[0]
 	}
-	return &ts{kind: kInter, members: out}
+	return &ts{kind: k, members: out}
 }
 
 // normalize rebuilds the unions and intersections at the top of t after
