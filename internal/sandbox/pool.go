@@ -117,9 +117,10 @@ func profileKey(dir string, args []string) string {
 	return dir + "\x00" + strings.Join(args, "\x00")
 }
 
-// take hands out a process of the profile, ready or still booting, or nil.
-// It records the demand either way and starts a replacement in the
-// background. Spares of other profiles for the same directory are retired:
+// take hands out a process of the profile, ready or still booting, or nil,
+// and records the demand; release, at the end of the run, starts the
+// replacement (booting one while the run executes would take the CPU the
+// run needs). Spares of other profiles for the same directory are retired:
 // the grants or limits changed, and they must never run a program.
 func (p *pool) take(dir string, args []string, mem int) *proc {
 	key := profileKey(dir, args)
@@ -176,7 +177,6 @@ func (p *pool) take(dir string, args []string, mem int) *proc {
 		// Runs come faster than one spare boots: keep more.
 		s.want = min(s.want+1, p.opts.PerConversation)
 	}
-	p.fill(s)
 	return got
 }
 
@@ -187,6 +187,9 @@ func (p *pool) release(dir string, args []string) {
 	if s := p.slots[profileKey(dir, args)]; s != nil {
 		s.active--
 		s.used = time.Now()
+		if !p.closed {
+			p.fill(s)
+		}
 	}
 }
 

@@ -2,11 +2,13 @@ package sandbox
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/evanw/esbuild/pkg/api"
 )
@@ -54,6 +56,18 @@ var mcpImport = regexp.MustCompile(`^\./mcp/([A-Za-z0-9_-]+)(\.ts|\.js)?$`)
 // prepare strips types, checks and rewrites imports, and exports the value of
 // the last top-level expression statement under a random name.
 func prepare(code string, imp Importer) (*prepared, error) {
+	p, _, err := build(code, imp)
+	if err != nil {
+		return nil, err
+	}
+	p.captureLastExpression()
+	return p, nil
+}
+
+// build runs esbuild and reports how each import was resolved.
+func build(code string, imp Importer) (*prepared, map[string]string, error) {
+	var mu sync.Mutex
+	resolved := map[string]string{}
 	plugin := api.Plugin{
 		Name: "conductor-imports",
 		Setup: func(b api.PluginBuild) {
@@ -65,6 +79,9 @@ func prepare(code string, imp Importer) (*prepared, error) {
 				if err != nil {
 					return api.OnResolveResult{}, err
 				}
+				mu.Lock()
+				resolved[args.Path] = path
+				mu.Unlock()
 				return api.OnResolveResult{Path: path, External: true}, nil
 			})
 		},
@@ -93,7 +110,7 @@ func prepare(code string, imp Importer) (*prepared, error) {
 		Supported: map[string]bool{"decorators": false},
 	})
 	if len(res.Errors) > 0 {
-		return nil, buildError(res.Errors[0])
+		return nil, nil, buildError(res.Errors[0])
 	}
 	var js, smap []byte
 	for _, f := range res.OutputFiles {
@@ -107,12 +124,75 @@ func prepare(code string, imp Importer) (*prepared, error) {
 	if len(smap) > 0 {
 		sm, err := parseSourceMap(smap)
 		if err != nil {
-			return nil, fmt.Errorf("source map: %w", err)
+			return nil, nil, fmt.Errorf("source map: %w", err)
 		}
 		p.srcmap = sm
 	}
+	return p, resolved, nil
+}
+
+// prepCache keeps esbuild's output for code seen recently, so an unchanged
+// program is not parsed again. An entry is used only if every import still
+// resolves as it did (the resolvers run again, with their side effects and
+// refusals); the result key is drawn afresh for every run.
+type prepCache struct {
+	mu      sync.Mutex
+	entries map[[32]byte]*prepEntry
+	order   [][32]byte // oldest first
+}
+
+type prepEntry struct {
+	js       string
+	srcmap   *sourceMap // read-only once parsed
+	resolved map[string]string
+}
+
+const (
+	prepCacheEntries = 128
+	prepCacheMaxCode = 64 << 10
+)
+
+func (c *prepCache) prepare(code string, imp Importer) (*prepared, error) {
+	if len(code) > prepCacheMaxCode {
+		return prepare(code, imp)
+	}
+	key := sha256.Sum256([]byte(code))
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e != nil && stillResolves(e.resolved, imp) {
+		p := &prepared{js: e.js, srcmap: e.srcmap}
+		p.captureLastExpression()
+		return p, nil
+	}
+	p, resolved, err := build(code, imp)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[[32]byte]*prepEntry{}
+	}
+	if _, ok := c.entries[key]; !ok {
+		c.order = append(c.order, key)
+		if len(c.order) > prepCacheEntries {
+			delete(c.entries, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	c.entries[key] = &prepEntry{js: p.js, srcmap: p.srcmap, resolved: resolved}
+	c.mu.Unlock()
 	p.captureLastExpression()
 	return p, nil
+}
+
+func stillResolves(resolved map[string]string, imp Importer) bool {
+	for spec, path := range resolved {
+		if got, err := resolveImport(spec, imp); err != nil || got != path {
+			return false
+		}
+	}
+	return true
 }
 
 func buildError(m api.Message) error {

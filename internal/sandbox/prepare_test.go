@@ -106,3 +106,40 @@ func TestFoldedStringResult(t *testing.T) {
 		t.Skip("known bug: a last expression esbuild folds to a string literal is dropped")
 	}
 }
+
+// TestPrepCache: an unchanged program is not compiled again, but its result
+// key is new every time, and a cached entry is used only while its imports
+// resolve as before (the resolvers run again, refusals included).
+func TestPrepCache(t *testing.T) {
+	t.Parallel()
+	var c prepCache
+	modPath := "/ws/c1/mcp/a.ts"
+	calls := 0
+	imp := Importer{Module: func(server string) (string, error) { calls++; return modPath, nil }}
+	code := "import * as a from \"./mcp/a\";\na.x + 1"
+	p1, err := c.prepare(code, imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := c.prepare(code, imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.resultKey == "" || p1.resultKey == p2.resultKey || strings.Contains(p2.js, p1.resultKey) {
+		t.Errorf("result keys %q and %q: want two different ones", p1.resultKey, p2.resultKey)
+	}
+	if strings.Replace(p1.js, p1.resultKey, "K", 1) != strings.Replace(p2.js, p2.resultKey, "K", 1) {
+		t.Errorf("cached output differs:\n%s\n%s", p1.js, p2.js)
+	}
+	if calls != 2 {
+		t.Errorf("the module resolver ran %d times, want once per prepare", calls)
+	}
+	modPath = "/ws/c2/mcp/a.ts"
+	p3, err := c.prepare(code, imp)
+	if err != nil || !strings.Contains(p3.js, "file:///ws/c2/mcp/a.ts") {
+		t.Errorf("a changed resolution did not rebuild: %v\n%s", err, p3.js)
+	}
+	if _, err := c.prepare(code, Importer{}); err == nil {
+		t.Error("an import refused now was allowed from the cache")
+	}
+}

@@ -70,7 +70,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 	if r.pool != nil {
 		// A program that does not compile must not burn a spare: compile
 		// first (esbuild takes about a millisecond), then take a process.
-		if p, err = prepare(spec.Code, spec.Importer); err != nil {
+		if p, err = r.prep.prepare(spec.Code, spec.Importer); err != nil {
 			return syntax(err)
 		}
 		pr = r.pool.take(spec.Dir, args, spec.MemoryMB)
@@ -94,7 +94,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 			return finish()
 		}
 		if p == nil {
-			if p, err = prepare(spec.Code, spec.Importer); err != nil {
+			if p, err = r.prep.prepare(spec.Code, spec.Importer); err != nil {
 				pr.kill()
 				return syntax(err)
 			}

@@ -127,6 +127,7 @@ type Runner struct {
 	log     *slog.Logger
 	pool    *pool // nil when off
 	reap    sync.WaitGroup
+	prep    prepCache
 	// onStart, a test hook, learns the pid of every Deno process started.
 	onStart func(pid int)
 }
