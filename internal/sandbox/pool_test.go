@@ -354,3 +354,24 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 	}
 	e.r.Close() // waits for that run's process to be reaped
 }
+
+// TestPoolRecreatedDir: a spare whose conversation directory was removed
+// and made again (same path, new directory) is not used.
+func TestPoolRecreatedDir(t *testing.T) {
+	t.Parallel()
+	e, perms := newPoolEnv(t, nil)
+	eventually(t, "a ready spare", func() bool { return len(readyPids(e.r)) == 1 })
+	stale := readyPids(e.r)[0]
+	if err := os.RemoveAll(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.prepareDir(e.dir); err != nil { // no new spare
+		t.Fatal(err)
+	}
+	var used int
+	e.r.onStart = func(pid int) { used = pid }
+	res := e.run(t, `Deno.writeTextFileSync("workspace/f", "x"); Deno.readTextFileSync("workspace/f")`, withPerms(perms))
+	if res.Error != nil || string(res.Value) != `"x"` || used == stale {
+		t.Errorf("run in the recreated directory (used %d, stale %d): %s", used, stale, describe(res))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -81,8 +82,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 		case <-pr.ready:
 		case <-ctx.Done():
 		}
-		if !isClosed(pr.ready) || !pr.ok || isClosed(pr.exited) {
-			pr.kill() // died idle, or the run was cancelled while it booted
+		if !isClosed(pr.ready) || !pr.ok || isClosed(pr.exited) || !inDir(pr.pid, spec.Dir) {
+			// Died idle, the run was cancelled while it booted, or the
+			// conversation's directory was removed and made again since.
+			pr.kill()
 			pr = nil
 		}
 	}
@@ -105,6 +108,17 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 }
 
 var frameStart = []byte("\n\x1e")
+
+// inDir reports whether the working directory of process pid is dir itself
+// (not a directory of that name that was removed since).
+func inDir(pid int, dir string) bool {
+	cwd, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		return false
+	}
+	d, err := os.Stat(dir)
+	return err == nil && os.SameFile(cwd, d)
+}
 
 // execute runs the prepared program in pr, which it kills, and fills res.
 func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, res *Result) {
