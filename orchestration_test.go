@@ -893,7 +893,36 @@ for (let i = 0; i < 5 && reply === "reply"; i++) {
 		t.Fatalf("user code read the run frame from stdin: %q", stolen)
 	}
 	if strings.Contains(stolen, `"t":"res"`) || m["reply"] != "reply" {
-		t.Skipf("BUG: user code can read the bridge's stdin and steal tool replies (got %q, reply %v): "+
-			"internal/sandbox/harness.js should hide Deno.stdin (and Deno.stdin.readable, /dev/stdin) from user code", stolen, m["reply"])
+		t.Fatalf("user code read the bridge's stdin and stole tool replies (got %q, reply %v)", stolen, m["reply"])
+	}
+}
+
+// TestStdinTheftNode: through node:process (or node:fs on fd 0) user code
+// can still read the harness's stdin. That only harms the program itself: a
+// reply it steals is one it asked for, and the run frame with the secret was
+// read before user code existed. The test pins that the secret stays out of
+// reach.
+func TestStdinTheftNode(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "go.log")
+	c := newConductor(t, []config.Server{goServer(t, "go", rec)}, nil)
+	conv := newConv(t, c)
+	res, err := c.Execute(context.Background(), conv, `
+import * as go from "./mcp/go";
+import process from "node:process";
+let stolen = "";
+process.stdin.on("data", (d: Uint8Array) => { stolen += new TextDecoder().decode(d); });
+await Promise.race([go.echo({ text: "reply" }), new Promise((r) => setTimeout(r, 1000))]);
+stolen;
+`, conductor.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := string(res.Result) + res.Stdout + res.Stderr
+	if res.Error != nil {
+		all += res.Error.Message + res.Error.Stack
+	}
+	if strings.Contains(all, `"t":"run"`) || strings.Contains(all, "secret") {
+		t.Fatalf("user code read the run frame from stdin: %s", all)
 	}
 }

@@ -318,6 +318,25 @@ hide("caches", undefined);
 try {
   ObjectDefineProperty(D, "execPath", { value: () => "deno", writable: false, configurable: false });
   ObjectDefineProperty(D, "mainModule", { value: "file:///main.ts", writable: false, configurable: false });
+  // stdin carries the conductor's replies to tool calls: user code must not
+  // read (steal) them. The harness keeps its own reader, captured above.
+  const noStdin = unavailable("stdin");
+  ObjectDefineProperty(D, "stdin", {
+    value: Object.freeze({
+      rid: -1,
+      read: () => PromiseCtor.reject(new ErrorCtor("stdin is not available in the conductor sandbox")),
+      readSync: noStdin,
+      get readable() {
+        return noStdin();
+      },
+      setRaw: noStdin,
+      isTerminal: () => false,
+      close: () => {},
+      [Symbol.dispose]: () => {},
+    }),
+    writable: false,
+    configurable: false,
+  });
   ObjectDefineProperty(D, "exit", {
     value: (code) => {
       const c = code ?? 0;
