@@ -230,6 +230,10 @@ func (c *Conductor) Start(ctx context.Context) error {
 		Home:      filepath.Join(c.cfg.CacheDir, "sandbox", "home"),
 		Logger:    c.log,
 	}
+	if p := c.cfg.Sandbox.Pool; p.Max > 0 {
+		ropts.Pool = sandbox.PoolOptions{Max: p.Max, Min: p.Min, PerConversation: p.PerConversation, IdleTimeout: p.IdleTimeout,
+			Warm: &sandbox.Profile{Permissions: c.cfg.Sandbox.Permissions, MemoryMB: c.cfg.Sandbox.MemoryMB}}
+	}
 	if c.allow != nil && c.allow.Len() > 0 {
 		cache, err := deps.Install(ctx, c.allow, deps.InstallOptions{
 			Deno:      d.Path,
@@ -241,6 +245,10 @@ func (c *Conductor) Start(ctx context.Context) error {
 			return fmt.Errorf("install allowed packages (%s): %w", config.EnvAllowedPackages, err)
 		}
 		c.cache = cache
+		if ropts.Pool.Warm != nil {
+			ropts.Pool.Warm.Packages = true
+		}
+		ropts.HidePaths = map[string]string{cache.Root: "<deps>"}
 		ropts.DenoDir = cache.DenoDir
 		ropts.ExtraFlags = cache.RunFlags()
 		ropts.ExtraEnv = cache.RunEnv()
@@ -299,6 +307,9 @@ func (c *Conductor) Close() error {
 	var errs []error
 	if c.hub != nil {
 		errs = append(errs, c.hub.Close())
+	}
+	if c.runner != nil {
+		errs = append(errs, c.runner.Close())
 	}
 	if c.st != nil {
 		errs = append(errs, c.st.Close())

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -112,6 +113,9 @@ type Options struct {
 	// means "as the conductor". The Deno binary, the workspace and the caches
 	// must then be reachable by that user.
 	UID, GID int
+	// HidePaths maps more host paths (e.g. the dependency cache root) to
+	// the labels that replace them in everything a run returns.
+	HidePaths map[string]string
 	// Pool configures the warm pool; its zero value turns it off.
 	Pool   PoolOptions
 	Logger *slog.Logger
@@ -190,6 +194,14 @@ func New(opts Options) (*Runner, error) {
 	add(filepath.Dir(opts.Deno), "<deno-dir>")
 	add(opts.DenoDir, "<deno-cache>")
 	add(opts.Home, "<home>")
+	hidden := make([]string, 0, len(opts.HidePaths))
+	for p := range opts.HidePaths {
+		hidden = append(hidden, p)
+	}
+	sort.Slice(hidden, func(i, j int) bool { return len(hidden[i]) > len(hidden[j]) }) // longest first
+	for _, p := range hidden {
+		add(p, opts.HidePaths[p])
+	}
 	r.scrub = strings.NewReplacer(pairs...)
 	if opts.Pool.Max > 0 {
 		r.pool = newPool(r, opts.Pool)

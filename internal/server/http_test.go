@@ -582,8 +582,12 @@ func TestHTTPNotificationsAndProgress(t *testing.T) {
 	}
 }
 
+// noPool turns the warm pool off for tests that count child processes:
+// idle spares are children too.
+func noPool(cfg *config.Config) { cfg.Sandbox.Pool.Max = 0 }
+
 func TestHTTPCancelKillsRun(t *testing.T) {
-	f := startHTTP(t, HTTPOptions{}, nil)
+	f := startHTTP(t, HTTPOptions{}, noPool)
 	cs := f.connect(t, "", nil)
 	before := childProcesses(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -615,7 +619,7 @@ func TestHTTPCancelKillsRun(t *testing.T) {
 
 func TestHTTPGracefulShutdown(t *testing.T) {
 	t.Run("runs finish within grace", func(t *testing.T) {
-		f := startHTTP(t, HTTPOptions{Grace: 20 * time.Second}, nil)
+		f := startHTTP(t, HTTPOptions{Grace: 20 * time.Second}, noPool)
 		// No standalone SSE stream: shutdown refuses new connections, and
 		// this client would open it late.
 		cs := f.connectWith(t, "", nil, true)
@@ -640,7 +644,7 @@ func TestHTTPGracefulShutdown(t *testing.T) {
 		}
 	})
 	t.Run("runs past grace are killed", func(t *testing.T) {
-		f := startHTTP(t, HTTPOptions{Grace: 300 * time.Millisecond}, nil)
+		f := startHTTP(t, HTTPOptions{Grace: 300 * time.Millisecond}, noPool)
 		cs := f.connect(t, "", nil)
 		before := childProcesses(t)
 		go execCode(context.Background(), cs, `await new Promise(r => setTimeout(r, 60000)); "never"`)
