@@ -13,7 +13,7 @@ bench() { # package, pattern, benchtime
 bench ./internal/sandbox 'BenchmarkExecute$|BenchmarkBareDeno$' 30x
 bench ./internal/sandbox 'BenchmarkPool$|BenchmarkIdleProcessRSS' 40x
 bench ./internal/server 'BenchmarkExecuteCode$' 40x
-bench ./internal/server 'BenchmarkHTTPExecuteCode' 1x
+bench ./internal/server 'BenchmarkHTTPExecuteCode' 300x
 bench . 'BenchmarkAllowedPackage$' 20x
 bench . 'BenchmarkParallelToolCalls|BenchmarkBridgeOverhead' 10x
 bench . 'BenchmarkTwoMessageTokens' 1x
