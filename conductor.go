@@ -345,7 +345,7 @@ func (c *Conductor) rebuildIndex(ctx context.Context) {
 	c.cacheSpecs(ctx)
 	var tools []catalog.Tool
 	for _, t := range c.exposedTools(nil) {
-		schema, _ := json.Marshal(t.Tool.InputSchema)
+		schema := schemaJSON(t.Tool.InputSchema)
 		tools = append(tools, catalog.Tool{Server: t.Server, Name: t.Tool.Name, Description: t.Tool.Description, InputSchema: schema})
 	}
 	opts := catalog.Options{Logger: c.log}
@@ -723,10 +723,10 @@ func (c *Conductor) serverTools(server string, role map[string]config.ToolPolicy
 		if t.Server != server {
 			continue
 		}
-		in, _ := json.Marshal(t.Tool.InputSchema)
+		in := schemaJSON(t.Tool.InputSchema)
 		var outSchema json.RawMessage
 		if t.Tool.OutputSchema != nil {
-			outSchema, _ = json.Marshal(t.Tool.OutputSchema)
+			outSchema = schemaJSON(t.Tool.OutputSchema)
 		}
 		tools = append(tools, tsgen.Tool{Name: t.Tool.Name, Title: t.Tool.Title, Description: t.Tool.Description,
 			InputSchema: in, OutputSchema: outSchema})
@@ -1029,8 +1029,8 @@ func (a hubAdapter) InputSchema(server, tool string) (json.RawMessage, bool) {
 	if !ok {
 		return nil, false
 	}
-	b, err := json.Marshal(t.Tool.InputSchema)
-	if err != nil {
+	b := schemaJSON(t.Tool.InputSchema)
+	if b == nil && t.Tool.InputSchema != nil {
 		// Fail closed: the schema "false" rejects every argument.
 		return json.RawMessage("false"), true
 	}
@@ -1091,4 +1091,20 @@ func (e modelEmbedder) Name() string { return e.m.Name() }
 func (e modelEmbedder) Dim() int     { return e.m.Dim() }
 func (e modelEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	return e.m.Embed(texts)
+}
+
+// schemaJSON returns a tool schema as JSON text without copying it when the
+// hub already keeps it as text; nil when it cannot be marshalled.
+func schemaJSON(v any) json.RawMessage {
+	switch s := v.(type) {
+	case nil:
+		return nil
+	case json.RawMessage:
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -93,6 +93,9 @@ func (c *Conductor) loadCachedSpecs(ctx context.Context) {
 			c.log.Warn("ignore cached tool specs", slog.String("upstream", s.Name), slog.String("err", err.Error()))
 			continue
 		}
+		for _, t := range tools {
+			upstream.CompactSchemas(t)
+		}
 		c.cached[s.Name] = tools
 		sum := sha256.Sum256(b)
 		c.put[s.Name] = hex.EncodeToString(sum[:])

@@ -33,6 +33,15 @@ func TestMain(m *testing.M) {
 		serve(name)
 		return
 	}
+	if i := os.Getenv(mixEnv); i != "" {
+		n, _ := strconv.Atoi(i)
+		serveMix(n, rssTools/rssServer)
+		return
+	}
+	if os.Getenv(rssEnv) != "" {
+		rssChild()
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -399,8 +400,27 @@ func listTools(ctx context.Context, cs *mcp.ClientSession) ([]*mcp.Tool, error) 
 	}
 	tools := make([]*mcp.Tool, 0, len(byName))
 	for _, t := range byName {
+		CompactSchemas(t)
 		tools = append(tools, t)
 	}
 	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
 	return tools, nil
+}
+
+// CompactSchemas keeps a tool's schemas as JSON text (json.RawMessage)
+// instead of the decoded maps the SDK hands over: a catalog of 1,000 tools
+// then costs a fraction of the memory, and every consumer marshals them
+// anyway.
+func CompactSchemas(t *mcp.Tool) {
+	for _, s := range []*any{&t.InputSchema, &t.OutputSchema} {
+		if *s == nil {
+			continue
+		}
+		if _, ok := (*s).(json.RawMessage); ok {
+			continue
+		}
+		if b, err := json.Marshal(*s); err == nil {
+			*s = json.RawMessage(b)
+		}
+	}
 }
