@@ -23,6 +23,7 @@ bench ./internal/catalog 'BenchmarkSearch|BenchmarkBuild' 1x
 bench ./internal/store 'BenchmarkStore' 2000x
 bench ./internal/embed 'BenchmarkEmbed/|BenchmarkLoad|BenchmarkQuantizedAgreement' 20x
 bench ./internal/conversation 'BenchmarkCoUsageReplay' 1x
+bench ./internal/tokenbench 'BenchmarkConductorRSS' 1x
 echo "== token table"
 go test -count=1 -run 'TestTokenTable' -v ./internal/tokenbench/ 2>&1 | grep -vE '^(=== RUN|--- PASS|PASS)' || status=1
 exit $status
