@@ -19,7 +19,8 @@ bench . 'BenchmarkParallelToolCalls|BenchmarkBridgeOverhead' 10x
 bench . 'BenchmarkTwoMessageTokens' 1x
 bench . 'BenchmarkConversationMemory' 1x
 bench ./internal/deps 'BenchmarkInstall' 1x
-bench ./internal/catalog 'BenchmarkSearch|BenchmarkBuild' 1x
+bench ./internal/catalog 'BenchmarkSearch|BenchmarkEmbedQuery' 500x
+bench ./internal/catalog 'BenchmarkBuild' 1x
 bench ./internal/store 'BenchmarkStore' 2000x
 bench ./internal/embed 'BenchmarkEmbed/|BenchmarkLoad|BenchmarkQuantizedAgreement' 20x
 bench ./internal/conversation 'BenchmarkCoUsageReplay' 1x
