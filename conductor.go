@@ -249,6 +249,7 @@ func (c *Conductor) Start(ctx context.Context) error {
 			ropts.Pool.Warm.Packages = true
 		}
 		ropts.HidePaths = map[string]string{cache.Root: "<deps>"}
+		ropts.Preload = c.allow.Entries()
 		ropts.DenoDir = cache.DenoDir
 		ropts.ExtraFlags = cache.RunFlags()
 		ropts.ExtraEnv = cache.RunEnv()

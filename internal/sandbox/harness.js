@@ -19,6 +19,7 @@
 "use strict";
 
 const D = globalThis.Deno;
+const preload = [...D.args]; // allowed packages to load while waiting
 const JSONparse = JSON.parse;
 const JSONstringify = JSON.stringify;
 const encoder = new TextEncoder();
@@ -355,6 +356,15 @@ try {
   const warm = createObjectURL(new BlobCtor(["export {};"], { type: "text/javascript" }));
   await import(warm);
   URL.revokeObjectURL(warm);
+} catch {}
+// The administrator's allowed packages, from the read-only cache.
+for (const spec of preload) {
+  try {
+    await import(spec);
+  } catch {}
+}
+try {
+  ObjectDefineProperty(D, "args", { value: Object.freeze([]), writable: false, configurable: false });
 } catch {}
 
 send('{"t":"ready"}');

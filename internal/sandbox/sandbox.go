@@ -113,6 +113,11 @@ type Options struct {
 	// means "as the conductor". The Deno binary, the workspace and the caches
 	// must then be reachable by that user.
 	UID, GID int
+	// Preload lists module specifiers (the allowed packages) that the
+	// harness imports before it says ready, when the run may use packages:
+	// administrator-approved code from the read-only cache, importable by
+	// user code anyway, and then already loaded when it does.
+	Preload []string
 	// HidePaths maps more host paths (e.g. the dependency cache root) to
 	// the labels that replace them in everything a run returns.
 	HidePaths map[string]string

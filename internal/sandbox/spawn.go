@@ -64,7 +64,13 @@ func (r *Runner) args(memoryMB int, packages bool, permFlags []string) []string 
 	}
 	args = append(args, permFlags...)
 	args = append(args, r.opts.ExtraFlags...)
-	return append(args, r.harness)
+	args = append(args, r.harness)
+	if packages {
+		// The harness imports these while it waits for its program, so a
+		// pooled process answers an import of an allowed package at once.
+		args = append(args, r.opts.Preload...)
+	}
+	return args
 }
 
 // start starts the harness in dir with args and applies the limits that do
