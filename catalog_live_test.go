@@ -11,19 +11,14 @@ import (
 
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // A server that disappears leaves the search index, and comes back into it
 // when it returns.
 func TestIndexFollowsServers(t *testing.T) {
 	deno := denoBin(t)
-	memory, _ := filepath.Abs(filepath.Join("tools", "node_modules", ".bin", "mcp-server-memory"))
-	if _, err := os.Stat(memory); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mcp-server-memory missing: `make test` installs it")
-		}
-		t.Skip("mcp-server-memory missing")
-	}
+	memory := testenv.Tool(t, "mcp-server-memory")
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "available")
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // npmTool finds a binary that `make` installs under tools/node_modules/.bin;
@@ -96,7 +97,7 @@ func (r *rig) start(tb testing.TB, edit func(*config.Config, *conductor.Conducto
 // forEachStore runs f against SQLite and against a real redis-server.
 func forEachStore(t *testing.T, f func(t *testing.T, storeURL string)) {
 	t.Run("sqlite", func(t *testing.T) { f(t, "") })
-	t.Run("redis", func(t *testing.T) { f(t, startRedis(t).URL()) })
+	t.Run("redis", func(t *testing.T) { f(t, testenv.StartRedis(t, "").URL()) })
 }
 
 func mustExec(tb testing.TB, c *conductor.Conductor, conv, code string, opts conductor.ExecOptions) *conductor.ExecResult {
@@ -260,7 +261,7 @@ func TestConcurrentExecute(t *testing.T) {
 // TestSharedRedis runs two conductors on one Redis, as two replicas: each
 // sees the other's conversations and co-usage.
 func TestSharedRedis(t *testing.T) {
-	r := newRig(t, startRedis(t).URL())
+	r := newRig(t, testenv.StartRedis(t, "").URL())
 	c1 := r.start(t, nil)
 	c2 := r.start(t, nil)
 	ctx := context.Background()
@@ -299,7 +300,7 @@ await filesystem.list_directory({ path: "` + r.data + `" });
 // Redis is back (with what Redis kept: nothing, here, as it has no
 // persistence).
 func TestRedisDown(t *testing.T) {
-	red := startRedis(t)
+	red := testenv.StartRedis(t, "")
 	r := newRig(t, red.URL())
 	c := r.start(t, nil)
 	ctx := context.Background()

@@ -28,6 +28,7 @@ import (
 
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 const modeEnv = "ORCH_TEST_MODE"
@@ -140,17 +141,7 @@ func runTestServer() {
 
 // toolPath finds a program `make` installs in tools/; a missing one skips the
 // test outside CI and fails it under CI.
-func toolPath(tb testing.TB, name string) string {
-	tb.Helper()
-	p, _ := filepath.Abs(filepath.Join("tools", "node_modules", ".bin", name))
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("%s missing: `make test` installs it", name)
-		}
-		tb.Skipf("%s missing: run `make test`", name)
-	}
-	return p
-}
+func toolPath(tb testing.TB, name string) string { return testenv.Tool(tb, name) }
 
 // goServer is the config of the re-exec'd test server, recording to rec.
 func goServer(tb testing.TB, name, rec string, args ...string) config.Server {

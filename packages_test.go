@@ -12,24 +12,12 @@ import (
 
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // denoBin finds the Deno that `make` installs; a missing one skips the test
 // outside CI and fails it under CI.
-func denoBin(tb testing.TB) string {
-	tb.Helper()
-	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
-		return p
-	}
-	p, _ := filepath.Abs(filepath.Join("tools", "node_modules", ".bin", "deno"))
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("deno missing: `make test` installs it")
-		}
-		tb.Skip("deno missing: run `make test`")
-	}
-	return p
-}
+func denoBin(tb testing.TB) string { return testenv.Deno(tb) }
 
 // packagesConductor starts a conductor that allows npm:zod@^3 and grants the
 // workspace, with a private cache unless make shares one.

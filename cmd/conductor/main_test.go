@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // The test binary doubles as the conductor: with CONDUCTOR_TEST_MAIN=1 it
@@ -24,20 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 // repoTools is where `make` installs Deno and the MCP servers.
-func repoTools(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "tools", "node_modules", ".bin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing: `make test` installs it", name)
-		}
-		t.Skipf("%s is missing: run `make test`", name)
-	}
-	return p
-}
+func repoTools(t *testing.T, name string) string { return testenv.Tool(t, name) }
 
 // conductorCmd returns the test binary set up to act as `conductor args...`
 // with a private workspace and cache.

@@ -11,24 +11,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // denoBin returns the Deno binary installed by the repository's tools/
 // step. Without it the test is skipped, except under CI, where it fails.
-func denoBin(t *testing.T) string {
-	t.Helper()
-	p, err := filepath.Abs("../../tools/node_modules/.bin/deno")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("no Deno at %s (run make test); skipping outside CI", p)
-		}
-		t.Fatalf("no Deno at %s under CI: %v", p, err)
-	}
-	return p
-}
+func denoBin(t *testing.T) string { return testenv.Deno(t) }
 
 // writeFile writes content to dir/name and returns the path.
 func writeFile(t *testing.T, dir, name, content string) string {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // These tests use a real Deno and the real npm registry. Without them a
@@ -77,22 +79,7 @@ func missing(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-func denoBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
-		return p
-	}
-	if p, err := filepath.Abs("../../tools/node_modules/.bin/deno"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("deno"); err == nil {
-		return p
-	}
-	missing(t, "no Deno: run `make test` or set MCP_CONDUCTOR_DENO")
-	return ""
-}
+func denoBin(t testing.TB) string { return testenv.Deno(t) }
 
 var registryOnce = sync.OnceValue(func() error {
 	client := &http.Client{Timeout: 10 * time.Second}

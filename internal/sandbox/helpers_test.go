@@ -3,38 +3,17 @@ package sandbox
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // denoForTest finds the Deno binary that `make test` installs. Outside CI a
 // missing Deno skips the test; under CI it fails it.
-func denoForTest(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
-		return p
-	}
-	root, err := filepath.Abs("../../tools/node_modules/.bin/deno")
-	if err == nil {
-		if _, err := os.Stat(root); err == nil {
-			if real, err := filepath.EvalSymlinks(root); err == nil {
-				return real
-			}
-		}
-	}
-	if p, err := exec.LookPath("deno"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("deno not found: run `make test` (it installs Deno from npm)")
-	}
-	t.Skip("deno not found; `make test` installs it")
-	return ""
-}
+func denoForTest(t testing.TB) string { return testenv.Deno(t) }
 
 type testEnv struct {
 	r   *Runner

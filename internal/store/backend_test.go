@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 func TestRedact(t *testing.T) {
@@ -34,7 +36,7 @@ func TestRedact(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	ctx := t.Context()
-	closed := freePort(t) // nothing listens there
+	closed := testenv.FreePort(t) // nothing listens there
 	for _, tc := range []struct {
 		url  string
 		want string // in the error
@@ -143,7 +145,7 @@ func TestSQLiteHomePath(t *testing.T) {
 // TestRedisKeys checks the key layout: everything under the namespace,
 // principals and ids hex-encoded so they cannot inject key syntax.
 func TestRedisKeys(t *testing.T) {
-	srv := startRedis(t, "")
+	srv := testenv.StartRedis(t, "")
 	ctx := t.Context()
 	s, err := Open(ctx, srv.URL(), Options{Namespace: "ns1:", ConversationTTL: time.Hour})
 	if err != nil {
@@ -157,7 +159,7 @@ func TestRedisKeys(t *testing.T) {
 	must(t, s.PutToolSpecs(ctx, "srv", []byte("[]")))
 	must(t, s.PutVectors(ctx, "m", map[string][]byte{"k": {1}}))
 
-	raw := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer raw.Close()
 	keys, err := raw.Keys(ctx, "*").Result()
 	if err != nil {
@@ -197,7 +199,7 @@ func TestRedisKeys(t *testing.T) {
 // errors that carry no password, and work again once Redis is back on the
 // same port (go-redis reconnects by itself).
 func TestRedisDown(t *testing.T) {
-	srv := startRedis(t, "s3cret")
+	srv := testenv.StartRedis(t, "s3cret")
 	ctx := t.Context()
 	s, err := Open(ctx, srv.URL(), Options{ConversationTTL: time.Hour})
 	if err != nil {
@@ -226,7 +228,7 @@ func TestRedisDown(t *testing.T) {
 		"history":  func(ctx context.Context) error { _, err := s.Executions(ctx, "", "c"); return err },
 		"co-usage": func(ctx context.Context) error { _, err := s.CoUsage(ctx, "a.b", 3); return err },
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", srv.port)
+	addr := srv.Addr()
 	for name, op := range ops {
 		start := time.Now()
 		err := op(ctx)

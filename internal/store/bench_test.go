@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // BenchmarkStore measures the latency of the calls made on every request,
@@ -22,7 +24,7 @@ func BenchmarkStore(b *testing.B) {
 		})
 	})
 	b.Run("redis", func(b *testing.B) {
-		srv := startRedis(b, "")
+		srv := testenv.StartRedis(b, "")
 		benchStore(b, func() Store {
 			s, err := Open(b.Context(), srv.URL(), Options{ConversationTTL: time.Hour})
 			if err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -48,7 +50,7 @@ func sqliteEnv(t *testing.T) opener {
 var nsCounter atomic.Int64
 
 // redisEnv gives each test its own namespace on one shared server.
-func redisEnv(srv *redisServer) newEnv {
+func redisEnv(srv *testenv.Redis) newEnv {
 	return func(t *testing.T) opener {
 		ns := fmt.Sprintf("test%d:", nsCounter.Add(1))
 		return func(opts Options) Store {
@@ -69,7 +71,7 @@ func TestSQLite(t *testing.T) {
 }
 
 func TestRedis(t *testing.T) {
-	srv := startRedis(t, "")
+	srv := testenv.StartRedis(t, "")
 	testStore(t, redisEnv(srv))
 }
 

@@ -16,6 +16,7 @@ import (
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/config"
 	"github.com/mcp-conductor/conductor/internal/server"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 	"github.com/mcp-conductor/conductor/internal/tokens"
 )
 
@@ -260,17 +261,7 @@ func call(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any)
 
 // toolPath finds a program `make` installs in tools/; a missing one skips the
 // test outside CI and fails it under CI.
-func toolPath(tb testing.TB, name string) string {
-	tb.Helper()
-	p, _ := filepath.Abs(filepath.Join("..", "..", "tools", "node_modules", ".bin", name))
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("%s missing: `make test` installs it", name)
-		}
-		tb.Skipf("%s missing: run `make test`", name)
-	}
-	return p
-}
+func toolPath(tb testing.TB, name string) string { return testenv.Tool(tb, name) }
 
 func startConductor(t *testing.T, cat []Snapshot) *conductor.Conductor {
 	t.Helper()

@@ -9,28 +9,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // denoBin finds Deno: $MCP_CONDUCTOR_DENO, the pinned npm copy, then PATH.
-func denoBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
-		return p
-	}
-	if p := filepath.Join(toolsBin(), "deno"); fileExists(p) {
-		return p
-	}
-	if p, err := exec.LookPath("deno"); err == nil {
-		return p
-	}
-	skipOrFail(t, "deno not found (set MCP_CONDUCTOR_DENO or run make)")
-	return ""
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
+func denoBin(t *testing.T) string { return testenv.Deno(t) }
 
 // denoCheck type-checks files (relative to dir) with no config, lock file or
 // network, and returns Deno's output.

@@ -3,16 +3,16 @@ package tsgen
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // realServers are the npm MCP servers whose tool lists are snapshotted in
@@ -26,23 +26,6 @@ var realServers = []struct {
 	{"everything", "mcp-server-everything", func(*testing.T) []string { return []string{"stdio"} }},
 	{"filesystem", "mcp-server-filesystem", func(t *testing.T) []string { return []string{t.TempDir()} }},
 	{"memory", "mcp-server-memory", func(*testing.T) []string { return nil }},
-}
-
-// toolsBin is the directory with the pinned npm binaries (Deno, MCP servers).
-func toolsBin() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "tools", "node_modules", ".bin")
-}
-
-// skipOrFail skips when a test component is absent in a bare `go test`, and
-// fails under CI, where every component must be installed.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (required under CI)", msg)
-	}
-	t.Skip(msg)
 }
 
 // listLive starts the server binary over stdio with the official Go SDK
@@ -94,10 +77,7 @@ func TestLiveServers(t *testing.T) {
 	}
 	for _, s := range realServers {
 		t.Run(s.name, func(t *testing.T) {
-			bin := filepath.Join(toolsBin(), s.bin)
-			if _, err := os.Stat(bin); err != nil {
-				skipOrFail(t, "%s not installed (make installs it): %v", s.bin, err)
-			}
+			bin := testenv.Tool(t, s.bin)
 			tools := listLive(t, bin, s.args(t))
 			if len(tools) == 0 {
 				t.Fatalf("%s lists no tools", s.bin)

@@ -1,4 +1,8 @@
-package store
+// Package testenv finds and starts the real components tests need — Deno
+// and the MCP servers that `make` installs into tools/, and redis-server —
+// with one rule: outside CI a missing component skips the test, under CI
+// (CI set, as `make test` does) it fails it. Only tests import it.
+package testenv
 
 import (
 	"bufio"
@@ -6,15 +10,66 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// redisServer is a real redis-server child process on a loopback port,
+// missing skips or fails tb for a component that is not installed.
+func missing(tb testing.TB, what, fix string) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("%s is missing: %s", what, fix)
+	}
+	tb.Skipf("%s is missing: %s", what, fix)
+}
+
+// root is the module root (the directory holding go.mod), found from the
+// test's working directory.
+func root(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("testenv: no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Tool returns the path of a program `make` installs in tools/node_modules/.bin
+// (deno, mcp-server-everything, mcp-server-filesystem, mcp-server-memory).
+func Tool(tb testing.TB, name string) string {
+	tb.Helper()
+	p := filepath.Join(root(tb), "tools", "node_modules", ".bin", name)
+	if _, err := os.Stat(p); err != nil {
+		missing(tb, name, "`make test` installs it")
+	}
+	return p
+}
+
+// Deno returns the Deno binary: MCP_CONDUCTOR_DENO when set, else the one in
+// tools/.
+func Deno(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("MCP_CONDUCTOR_DENO"); p != "" {
+		return p
+	}
+	return Tool(tb, "deno")
+}
+
+// Redis is a real redis-server child process on a loopback port,
 // without persistence, owned by one test: t.Cleanup kills it.
-type redisServer struct {
+type Redis struct {
 	tb       testing.TB
 	bin      string
 	dir      string
@@ -24,29 +79,25 @@ type redisServer struct {
 	exited   chan error
 }
 
-// needRedis returns the redis-server binary, skipping the test when it is
-// absent, except under CI where a missing component is a failure.
-func needRedis(tb testing.TB) string {
+// redisBinary returns the redis-server binary.
+func redisBinary(tb testing.TB) string {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis-server not found (CI=%s): install it (apt-get install -y redis-server)", os.Getenv("CI"))
-		}
-		tb.Skip("redis-server not found; install it with apt-get install -y redis-server")
+		missing(tb, "redis-server", "install it with apt-get install -y redis-server (`make test` does)")
 	}
 	return bin
 }
 
-// startRedis starts a redis-server on a free loopback port; password may be
+// StartRedis starts a redis-server on a free loopback port; password may be
 // empty.
-func startRedis(tb testing.TB, password string) *redisServer {
+func StartRedis(tb testing.TB, password string) *Redis {
 	tb.Helper()
-	r := &redisServer{tb: tb, bin: needRedis(tb), dir: tb.TempDir(), password: password}
+	r := &Redis{tb: tb, bin: redisBinary(tb), dir: tb.TempDir(), password: password}
 	tb.Cleanup(r.Stop)
 	var err error
 	for range 5 { // the free port may be taken before redis binds it
-		r.port = freePort(tb)
+		r.port = FreePort(tb)
 		if err = r.start(); err == nil {
 			return r
 		}
@@ -55,7 +106,8 @@ func startRedis(tb testing.TB, password string) *redisServer {
 	return nil
 }
 
-func freePort(tb testing.TB) int {
+// FreePort returns a loopback TCP port that nothing listens on (now).
+func FreePort(tb testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -64,7 +116,11 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func (r *redisServer) URL() string {
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// URL is the server's redis:// URL (with the password, if any).
+func (r *Redis) URL() string {
 	if r.password != "" {
 		return fmt.Sprintf("redis://:%s@127.0.0.1:%d/0", r.password, r.port)
 	}
@@ -72,7 +128,7 @@ func (r *redisServer) URL() string {
 }
 
 // Restart starts the server again on the same port after Stop.
-func (r *redisServer) Restart() {
+func (r *Redis) Restart() {
 	r.tb.Helper()
 	var err error
 	for range 50 { // the old socket may linger for a moment
@@ -84,7 +140,7 @@ func (r *redisServer) Restart() {
 	r.tb.Fatalf("restart redis-server on port %d: %v", r.port, err)
 }
 
-func (r *redisServer) start() error {
+func (r *Redis) start() error {
 	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
 		"--loglevel", "warning"}
@@ -120,7 +176,7 @@ func (r *redisServer) start() error {
 }
 
 // ping reports whether something answers PING like Redis on the port.
-func (r *redisServer) ping() bool {
+func (r *Redis) ping() bool {
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), time.Second)
 	if err != nil {
 		return false
@@ -150,7 +206,7 @@ func (r *redisServer) ping() bool {
 }
 
 // Stop kills the server and waits for it. Stopping twice is harmless.
-func (r *redisServer) Stop() {
+func (r *Redis) Stop() {
 	if r.cmd == nil {
 		return
 	}
