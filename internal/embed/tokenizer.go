@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf16"
 
@@ -36,18 +37,53 @@ const reservedSymbols = 6
 //
 // A tokenizer is immutable after newTokenizer and safe for concurrent use.
 type tokenizer struct {
-	root trieNode
+	// The vocabulary trie, flattened: nodes[0] is the root, and the children
+	// of a node are edges[first:first+count], sorted by rune. (A map per
+	// node cost 3.6 MB of heap; this costs well under 1 MB.)
+	nodes []trieNode
+	edges []trieEdge
 	// pieceLen is the length of each piece in UTF-16 code units, which is
 	// what the original steps back by when it reads the best path.
 	pieceLen []int
 }
 
 type trieNode struct {
-	children map[rune]*trieNode
-	end      bool
-	score    float64
-	index    int
-	runes    int
+	score        float64
+	first, count int32
+	index        int32
+	runes        int32
+	end          bool
+}
+
+type trieEdge struct {
+	r     rune
+	child int32
+}
+
+// child returns the child of node n along r, or -1.
+func (t *tokenizer) child(n int32, r rune) int32 {
+	nd := &t.nodes[n]
+	lo, hi := nd.first, nd.first+nd.count
+	for lo < hi {
+		m := (lo + hi) / 2
+		switch e := t.edges[m]; {
+		case e.r == r:
+			return e.child
+		case e.r < r:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return -1
+}
+
+// buildNode is the trie while it is built, before flattening.
+type buildNode struct {
+	children     map[rune]*buildNode
+	end          bool
+	score        float64
+	index, runes int
 }
 
 func readVocab(path string) ([][2]any, error) {
@@ -67,6 +103,7 @@ func readVocab(path string) ([][2]any, error) {
 
 func newTokenizer(vocab [][2]any) (*tokenizer, error) {
 	t := &tokenizer{pieceLen: make([]int, len(vocab))}
+	root := &buildNode{}
 	for i, entry := range vocab {
 		piece, ok := entry[0].(string)
 		if !ok {
@@ -84,15 +121,15 @@ func newTokenizer(vocab [][2]any) (*tokenizer, error) {
 		if i < reservedSymbols {
 			continue
 		}
-		n := &t.root
+		n := root
 		runes := 0
 		for _, r := range piece {
 			if n.children == nil {
-				n.children = make(map[rune]*trieNode)
+				n.children = make(map[rune]*buildNode)
 			}
 			c := n.children[r]
 			if c == nil {
-				c = &trieNode{}
+				c = &buildNode{}
 				n.children[r] = c
 			}
 			n = c
@@ -102,7 +139,30 @@ func newTokenizer(vocab [][2]any) (*tokenizer, error) {
 			n.end, n.score, n.index, n.runes = true, score, i, runes
 		}
 	}
+	t.flatten(root)
 	return t, nil
+}
+
+// flatten lays the built trie out breadth first in t.nodes and t.edges.
+func (t *tokenizer) flatten(root *buildNode) {
+	queue := []*buildNode{root}
+	t.nodes = append(t.nodes, trieNode{})
+	for q := 0; q < len(queue); q++ {
+		b := queue[q]
+		nd := &t.nodes[q]
+		nd.end, nd.score, nd.index, nd.runes = b.end, b.score, int32(b.index), int32(b.runes)
+		keys := make([]rune, 0, len(b.children))
+		for r := range b.children {
+			keys = append(keys, r)
+		}
+		slices.Sort(keys)
+		nd.first, nd.count = int32(len(t.edges)), int32(len(keys))
+		for _, r := range keys {
+			t.edges = append(t.edges, trieEdge{r: r, child: int32(len(queue))})
+			queue = append(queue, b.children[r])
+			t.nodes = append(t.nodes, trieNode{})
+		}
+	}
 }
 
 // prepare normalises text as the original's processInput does.
@@ -132,17 +192,18 @@ func (t *tokenizer) encode(text string) []int {
 	// ends[e] lists the pieces that end at e, by ascending start.
 	ends := make([][]candidate, n+1)
 	for i := range n {
-		node := t.root.children[symbols[i]]
+		node := t.child(0, symbols[i])
 		found := false
-		for j := i; j < n && node != nil; j++ {
-			if node.end {
-				ends[i+node.runes] = append(ends[i+node.runes], candidate{i, node.score, node.index})
+		for j := i; j < n && node >= 0; j++ {
+			nd := &t.nodes[node]
+			if nd.end {
+				ends[i+int(nd.runes)] = append(ends[i+int(nd.runes)], candidate{i, nd.score, int(nd.index)})
 				found = true
 			}
 			if j+1 < n {
-				node = node.children[symbols[j+1]]
+				node = t.child(node, symbols[j+1])
 			} else {
-				node = nil
+				node = -1
 			}
 		}
 		if !found {
