@@ -2,6 +2,8 @@ package conductor
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
 	"sync"
 
 	"github.com/mcp-conductor/conductor/internal/catalog"
@@ -30,7 +32,7 @@ func (v *memVectors) Get(ctx context.Context, model string, keys []string) (map[
 		mk := model + "\x00" + k
 		v.touched[mk] = true
 		if b, ok := v.m[mk]; ok {
-			out[k] = b
+			out[k] = expand(b)
 		} else {
 			missing = append(missing, k)
 		}
@@ -46,7 +48,7 @@ func (v *memVectors) Get(ctx context.Context, model string, keys []string) (map[
 	v.mu.Lock()
 	for k, b := range got {
 		out[k] = b
-		v.m[model+"\x00"+k] = b
+		v.m[model+"\x00"+k] = squeeze(b)
 	}
 	v.mu.Unlock()
 	return out, nil
@@ -55,13 +57,54 @@ func (v *memVectors) Get(ctx context.Context, model string, keys []string) (map[
 func (v *memVectors) Put(ctx context.Context, model string, entries map[string][]byte) error {
 	v.mu.Lock()
 	for k, b := range entries {
-		v.m[model+"\x00"+k] = b
+		v.m[model+"\x00"+k] = squeeze(b)
 	}
 	v.mu.Unlock()
 	if v.next != nil {
 		return v.next.Put(ctx, model, entries)
 	}
 	return nil
+}
+
+// squeeze keeps a vector (little-endian float32s) as int8 with one scale,
+// a quarter of the memory; the index quantizes vectors to int8 the same way,
+// so nothing it ranks with is lost.
+func squeeze(b []byte) []byte {
+	n := len(b) / 4
+	if n == 0 || len(b)%4 != 0 {
+		return b
+	}
+	var maxAbs float32
+	for i := range n {
+		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		maxAbs = max(maxAbs, float32(math.Abs(float64(x))))
+	}
+	out := make([]byte, 4+n)
+	scale := maxAbs / 127
+	binary.LittleEndian.PutUint32(out, math.Float32bits(scale))
+	for i := range n {
+		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		q := float32(0)
+		if scale > 0 {
+			q = float32(math.Round(float64(x / scale)))
+		}
+		out[4+i] = byte(int8(max(-127, min(127, q))))
+	}
+	return out
+}
+
+// expand undoes squeeze.
+func expand(b []byte) []byte {
+	if len(b) < 4 {
+		return b
+	}
+	scale := math.Float32frombits(binary.LittleEndian.Uint32(b))
+	n := len(b) - 4
+	out := make([]byte, 4*n)
+	for i := range n {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(float32(int8(b[4+i]))*scale))
+	}
+	return out
 }
 
 // retain drops vectors no build asked for since the last retain, so memory
