@@ -156,6 +156,13 @@ func goServer(tb testing.TB, name, rec string, args ...string) config.Server {
 // newConductor starts a conductor over servers with a private workspace.
 func newConductor(tb testing.TB, servers []config.Server, mutate func(*config.Config)) *conductor.Conductor {
 	tb.Helper()
+	return startConductor(tb, servers, mutate, conductor.Options{})
+}
+
+// startConductor is newConductor with Options; every server must be up and
+// the conductor Ready.
+func startConductor(tb testing.TB, servers []config.Server, mutate func(*config.Config), opts conductor.Options) *conductor.Conductor {
+	tb.Helper()
 	dir := tb.TempDir()
 	cfg := config.Default(dir)
 	cfg.Deno = toolPath(tb, "deno")
@@ -170,7 +177,7 @@ func newConductor(tb testing.TB, servers []config.Server, mutate func(*config.Co
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	c, err := conductor.New(cfg, conductor.Options{})
+	c, err := conductor.New(cfg, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -184,6 +191,9 @@ func newConductor(tb testing.TB, servers []config.Server, mutate func(*config.Co
 		if st.State != "up" {
 			tb.Fatalf("server %s is %s: %v", st.Server, st.State, st.Err)
 		}
+	}
+	if err := c.Ready(ctx); err != nil {
+		tb.Fatalf("Ready after Start: %v", err)
 	}
 	return c
 }

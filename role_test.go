@@ -23,35 +23,10 @@ import (
 	"github.com/mcp-conductor/conductor/internal/config"
 )
 
-// startWith starts a conductor over servers with opts (newConductor with
-// Options).
+// startWith starts a conductor over servers with opts.
 func startWith(tb testing.TB, servers []config.Server, opts conductor.Options) *conductor.Conductor {
 	tb.Helper()
-	dir := tb.TempDir()
-	cfg := config.Default(dir)
-	cfg.Deno = toolPath(tb, "deno")
-	cfg.Workspace = filepath.Join(dir, "ws")
-	if c := os.Getenv("MCP_CONDUCTOR_CACHE"); c != "" {
-		cfg.CacheDir = c
-	}
-	cfg.Servers = servers
-	if err := cfg.Validate(); err != nil {
-		tb.Fatal(err)
-	}
-	c, err := conductor.New(cfg, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	if err := c.Ready(ctx); err != nil {
-		tb.Fatalf("Ready after Start: %v", err)
-	}
-	return c
+	return startConductor(tb, servers, nil, opts)
 }
 
 // TestRoles: a role that does not name a server cannot call its tools from
