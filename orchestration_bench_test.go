@@ -110,9 +110,15 @@ func BenchmarkBridgeOverhead(b *testing.B) {
 		program(oneCall)()
 		direct()
 	}
+	// Paced like an agent (think time between programs, not measured), so
+	// every program finds its warm sandbox: back to back, the pool's boots
+	// and not the bridge would decide the difference.
+	const think = 75 * time.Millisecond
 	var emptyMS, callMS, directMS []float64
 	for b.Loop() {
+		time.Sleep(think)
 		emptyMS = append(emptyMS, execMS(b, program(empty)))
+		time.Sleep(think)
 		callMS = append(callMS, execMS(b, program(oneCall)))
 		directMS = append(directMS, execMS(b, direct))
 	}
