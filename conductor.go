@@ -155,6 +155,7 @@ type Conductor struct {
 	buildMu sync.Mutex
 	vectors *memVectors
 	idx     *indexer
+	mods    moduleCache
 
 	st    store.Store
 	convs *conversation.Manager
@@ -758,11 +759,7 @@ func reachable(role map[string]config.ToolPolicy, server string) bool {
 // mcp/.role-<hash of its policy>/, so that runs of one conversation under
 // different roles never import each other's modules.
 func (c *Conductor) writeModule(conv *conversation.Conversation, server string, role map[string]config.ToolPolicy) (string, error) {
-	tools, err := c.serverTools(server, role)
-	if err != nil {
-		return "", err
-	}
-	src, err := tsgen.Module(server, tools)
+	src, err := c.moduleSource(server, role)
 	if err != nil {
 		return "", err
 	}
@@ -779,7 +776,11 @@ func (c *Conductor) writeModule(conv *conversation.Conversation, server string, 
 			return "", err
 		}
 	}
+	if c.mods.written(path, src) {
+		return path, nil
+	}
 	if old, err := os.ReadFile(path); err == nil && string(old) == src {
+		c.mods.wrote(path, src)
 		return path, nil
 	}
 	tmp := path + ".tmp"
@@ -790,6 +791,7 @@ func (c *Conductor) writeModule(conv *conversation.Conversation, server string, 
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
+	c.mods.wrote(path, src)
 	return path, nil
 }
 
