@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -400,11 +401,26 @@ func listTools(ctx context.Context, cs *mcp.ClientSession) ([]*mcp.Tool, error) 
 	}
 	tools := make([]*mcp.Tool, 0, len(byName))
 	for _, t := range byName {
-		CompactSchemas(t)
-		tools = append(tools, t)
+		tools = append(tools, detach(t))
 	}
 	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
 	return tools, nil
+}
+
+// detach makes a listed tool stop sharing memory with the raw tools/list
+// response: the SDK's JSON decoder may hand out strings that alias it, which
+// would keep the whole response (about 1 MB for a 200-tool server) alive as
+// long as the tool. It works in place, because the SDK's own cache of
+// tools/list results holds the same values.
+func detach(t *mcp.Tool) *mcp.Tool {
+	t.Name = strings.Clone(t.Name)
+	t.Title = strings.Clone(t.Title)
+	t.Description = strings.Clone(t.Description)
+	if a := t.Annotations; a != nil {
+		a.Title = strings.Clone(a.Title)
+	}
+	CompactSchemas(t) // re-encodes the schemas: fresh memory too
+	return t
 }
 
 // CompactSchemas keeps a tool's schemas as JSON text (json.RawMessage)
