@@ -195,20 +195,30 @@ func splitClauses(q string) []string {
 
 var clauseSep = regexp.MustCompile(`(?i)[;,.!?]\s+|\s+(?:and then|and also|and|then|also|plus|as well as|after that)\s+`)
 
+// signals says which rankings a search uses: keywords unless only vectors
+// were asked for, vectors when the index and the query have them.
+func (ix *Index) signals(qv []float32, opts SearchOptions) (useBM, useVec bool) {
+	return opts.Mode != Vector, opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+}
+
+// scoreKeywords writes the BM25F scores of text into dst.
+func (ix *Index) scoreKeywords(text string, opts SearchOptions, dst []float32) {
+	expW := float32(expansionWeight)
+	if opts.expW != nil {
+		expW = *opts.expW
+	}
+	ix.bm.score(queryTerms(text, expW), dst)
+}
+
 // scoreText writes the scores of every tool for one text (the request or
 // one of its parts) into out, and says whether it is all-positive (a
 // vector signal was used).
 func (ix *Index) scoreText(text string, qv []float32, opts SearchOptions, s *scratch, out []float32) (dense bool) {
 	clear(s.bm)
 	clear(s.vec)
-	useBM := opts.Mode != Vector
-	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+	useBM, useVec := ix.signals(qv, opts)
 	if useBM {
-		expW := float32(expansionWeight)
-		if opts.expW != nil {
-			expW = *opts.expW
-		}
-		ix.bm.score(queryTerms(text, expW), s.bm)
+		ix.scoreKeywords(text, opts, s.bm)
 	}
 	if useVec {
 		ix.vec.cosines(qv, s.vec)
@@ -398,14 +408,9 @@ func (ix *Index) scorePart(text string, qv []float32, base []int32, opts SearchO
 	n := len(ix.tools)
 	clear(s.bm)
 	clear(s.part)
-	useBM := opts.Mode != Vector
-	useVec := opts.Mode != BM25 && ix.HasVectors() && len(qv) == ix.vec.dim
+	useBM, useVec := ix.signals(qv, opts)
 	if useBM {
-		expW := float32(expansionWeight)
-		if opts.expW != nil {
-			expW = *opts.expW
-		}
-		ix.bm.score(queryTerms(text, expW), s.bm)
+		ix.scoreKeywords(text, opts, s.bm)
 	}
 	if !useVec {
 		copy(s.part, s.bm)
