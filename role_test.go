@@ -1,7 +1,6 @@
 package conductor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	conductor "github.com/mcp-conductor/conductor"
 	"github.com/mcp-conductor/conductor/internal/bridge"
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 )
 
 // startWith starts a conductor over servers with opts.
@@ -158,7 +158,7 @@ func TestTraces(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
-	var audit syncBuffer
+	var audit testenv.Buffer
 	c := startWith(t, []config.Server{goServer(t, "go", rec)}, conductor.Options{Tracer: tp.Tracer("conductor"),
 		Audit: slog.New(slog.NewJSONHandler(&audit, nil))})
 	conv, err := c.CreateConversationFor("token")
@@ -231,24 +231,6 @@ await (globalThis as any).__conductor_call("go", "missing", {});`
 	if want := []string{"token go.echo ok", "token go.missing refused"}; !slices.Equal(toolCalls, want) {
 		t.Errorf("audit tool_call records = %q, want %q", toolCalls, want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the bridge's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestReadyAndStats: Ready fails before Start and after Close; Stats counts

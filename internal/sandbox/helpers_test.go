@@ -40,6 +40,18 @@ func newTestEnv(t testing.TB) *testEnv {
 
 func newTestEnvPool(t testing.TB, pooled bool) *testEnv {
 	t.Helper()
+	var pool func(ws string) PoolOptions
+	if pooled {
+		pool = testPoolOptions
+	}
+	return newTestEnvWith(t, pool)
+}
+
+// newTestEnvWith builds a Runner (with the pool options pool returns for the
+// workspace, when pool is non-nil) and prepares conversation c1. Cleanup
+// closes the Runner and waits until no harness process is left.
+func newTestEnvWith(t testing.TB, pool func(ws string) PoolOptions) *testEnv {
+	t.Helper()
 	base := t.TempDir()
 	ws := filepath.Join(base, "workspace")
 	opts := Options{
@@ -48,8 +60,8 @@ func newTestEnvPool(t testing.TB, pooled bool) *testEnv {
 		DenoDir:   filepath.Join(base, "cache", "deno"),
 		Home:      filepath.Join(base, "cache", "home"),
 	}
-	if pooled {
-		opts.Pool = testPoolOptions(ws)
+	if pool != nil {
+		opts.Pool = pool(ws)
 	}
 	r, err := New(opts)
 	if err != nil {

@@ -45,26 +45,14 @@ func TestSuiteWithPool(t *testing.T) {
 // security suite's grant on the workspace root.
 func newPoolEnv(t *testing.T, mod func(*PoolOptions)) (*testEnv, config.Permissions) {
 	t.Helper()
-	base := t.TempDir()
-	ws := filepath.Join(base, "workspace")
-	opts := Options{Deno: denoForTest(t), Workspace: ws, DenoDir: filepath.Join(base, "deno"), Home: filepath.Join(base, "home"),
-		Pool: testPoolOptions(ws)}
-	if mod != nil {
-		mod(&opts.Pool)
-	}
-	r, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Close()
-		waitNoCmdline(t, r.harness)
+	e := newTestEnvWith(t, func(ws string) PoolOptions {
+		p := testPoolOptions(ws)
+		if mod != nil {
+			mod(&p)
+		}
+		return p
 	})
-	dir := filepath.Join(ws, "c1")
-	if err := r.PrepareDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	return &testEnv{r: r, ws: ws, dir: dir}, config.Permissions{Read: []string{ws}, Write: []string{ws}}
+	return e, config.Permissions{Read: []string{e.ws}, Write: []string{e.ws}}
 }
 
 // eventually polls cond until it holds; the deadline only bounds a broken

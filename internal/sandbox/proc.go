@@ -83,21 +83,10 @@ func scanDescendants(pid int) []int {
 		if err != nil || p == pid {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + name + "/stat")
-		if err != nil {
+		ppid, _, ok := procStat(p)
+		if !ok {
 			continue
 		}
-		// "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
-		st := string(b)
-		i := strings.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(st[i+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
 		children[ppid] = append(children[ppid], p)
 	}
 	var out []int
@@ -111,4 +100,26 @@ func scanDescendants(pid int) []int {
 		}
 	}
 	return out
+}
+
+// procStat reads the parent pid and process group of pid from
+// /proc/<pid>/stat ("pid (comm) state ppid pgrp ..."; comm may hold spaces
+// and parentheses).
+func procStat(pid int) (ppid, pgrp int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	st := string(b)
+	i := strings.LastIndexByte(st, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(st[i+1:])
+	if len(f) < 3 {
+		return 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
+	return ppid, pgrp, true
 }

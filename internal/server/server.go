@@ -204,16 +204,7 @@ func (s *Server) Drain(ctx context.Context) bool {
 
 // closeSessions ends every live session (their SSE streams close).
 func (s *Server) closeSessions() {
-	s.mu.Lock()
-	var list []*session
-	for ss := range s.sessions {
-		list = append(list, ss)
-	}
-	for _, ss := range s.stateless {
-		list = append(list, ss)
-	}
-	s.mu.Unlock()
-	for _, ss := range list {
+	for _, ss := range s.liveSessions() {
 		for cs := range ss.mcp.Sessions() {
 			cs.Close()
 		}
@@ -298,17 +289,22 @@ func (ss *session) refresh() {
 	}
 }
 
-func (s *Server) refreshAll() {
+// liveSessions lists the stateful and stateless sessions now open.
+func (s *Server) liveSessions() []*session {
 	s.mu.Lock()
-	var sessions []*session
+	defer s.mu.Unlock()
+	list := make([]*session, 0, len(s.sessions)+len(s.stateless))
 	for ss := range s.sessions {
-		sessions = append(sessions, ss)
+		list = append(list, ss)
 	}
 	for _, ss := range s.stateless {
-		sessions = append(sessions, ss)
+		list = append(list, ss)
 	}
-	s.mu.Unlock()
-	for _, ss := range sessions {
+	return list
+}
+
+func (s *Server) refreshAll() {
+	for _, ss := range s.liveSessions() {
 		ss.refresh()
 	}
 }

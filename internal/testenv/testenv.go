@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -213,4 +215,23 @@ func (r *Redis) Stop() {
 	r.cmd.Process.Kill()
 	<-r.exited
 	r.cmd = nil
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers (a slog handler's
+// output shared by goroutines). The zero value is ready.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

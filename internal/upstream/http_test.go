@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -35,12 +36,12 @@ func TestStreamableHTTP(t *testing.T) {
 	mcpSrv := newTestMCPServer()
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpSrv }, nil)
 	srv, refused := authServer(t, handler)
-	var logs logBuffer
+	var logs testenv.Buffer
 	changed := make(chan struct{}, 16)
 	h := newHub(t, []config.Server{
 		{Name: "web", URL: srv.URL, Headers: map[string]string{"Authorization": "Bearer t0ken"}},
 		{Name: "noauth", URL: srv.URL, Transport: "http"},
-	}, Options{Logger: logs.logger(), OnChange: func() { changed <- struct{}{} }})
+	}, Options{Logger: debugLogger(&logs), OnChange: func() { changed <- struct{}{} }})
 	h.Start(context.Background())
 	if st := statusOf(h, "web"); st.State != StateUp || st.Tools != 6 {
 		t.Fatalf("Status(web) = %+v, want up with 6 tools", st)

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,28 +19,12 @@ import (
 	"time"
 
 	"github.com/mcp-conductor/conductor/internal/config"
+	"github.com/mcp-conductor/conductor/internal/testenv"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// logBuffer collects JSON log records from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
+// debugLogger logs everything as JSON into b.
+func debugLogger(b *testenv.Buffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -138,8 +121,8 @@ func toolNames(h *Hub, server string) []string {
 }
 
 func TestStdioServer(t *testing.T) {
-	var logs logBuffer
-	h := newHub(t, []config.Server{goServer(t, "go", nil)}, Options{Logger: logs.logger()})
+	var logs testenv.Buffer
+	h := newHub(t, []config.Server{goServer(t, "go", nil)}, Options{Logger: debugLogger(&logs)})
 	h.Start(context.Background())
 
 	st := statusOf(h, "go")
@@ -192,8 +175,8 @@ func TestStdioServer(t *testing.T) {
 func TestEnvIsolation(t *testing.T) {
 	t.Setenv("MCP_CONDUCTOR_HTTP_TOKEN", "conductor-secret")
 	t.Setenv("UNRELATED_SECRET", "other-secret")
-	var logs logBuffer
-	h := newHub(t, []config.Server{goServer(t, "go", map[string]string{"API_TOKEN": "server-secret-value"})}, Options{Logger: logs.logger()})
+	var logs testenv.Buffer
+	h := newHub(t, []config.Server{goServer(t, "go", map[string]string{"API_TOKEN": "server-secret-value"})}, Options{Logger: debugLogger(&logs)})
 	h.Start(context.Background())
 	env := strings.Split(call(t, h, "go", "env", ""), "\n")
 	var keys []string
