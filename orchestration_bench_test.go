@@ -71,13 +71,14 @@ await go.sleep({ms: 300, tag: "s"}); await go.sleep({ms: 300, tag: "s"}); await 
 // server and back) against the same call made directly with the Go SDK
 // client over stdio to another instance of the same server.
 func BenchmarkBridgeOverhead(b *testing.B) {
-	rec := filepath.Join(b.TempDir(), "go.log")
-	srv := goServer(b, "go", rec)
+	// No RECORD_FILE: the recorder fsyncs every call, which would measure
+	// the disk and not the bridge.
+	srv := goServer(b, "go", "")
 	c := newConductor(b, []config.Server{srv}, nil)
 	conv := newConv(b, c)
 
 	cmd := exec.Command(srv.Command, srv.Args...)
-	cmd.Env = append(os.Environ(), modeEnv+"=server", "RECORD_FILE="+filepath.Join(b.TempDir(), "direct.log"))
+	cmd.Env = append(os.Environ(), modeEnv+"=server")
 	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
 	ctx := context.Background()
 	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
@@ -111,15 +112,17 @@ func BenchmarkBridgeOverhead(b *testing.B) {
 		direct()
 	}
 	// Paced like an agent (think time between programs, not measured), so
-	// every program finds its warm sandbox: back to back, the pool's boots
-	// and not the bridge would decide the difference.
-	const think = 75 * time.Millisecond
+	// every program finds its warm sandbox and the direct call does not
+	// race the pool's refill: back to back, the pool's boots and not the
+	// bridge would decide the difference.
+	const think = 200 * time.Millisecond
 	var emptyMS, callMS, directMS []float64
 	for b.Loop() {
 		time.Sleep(think)
 		emptyMS = append(emptyMS, execMS(b, program(empty)))
 		time.Sleep(think)
 		callMS = append(callMS, execMS(b, program(oneCall)))
+		time.Sleep(think)
 		directMS = append(directMS, execMS(b, direct))
 	}
 	added := median(callMS) - median(emptyMS)
