@@ -77,25 +77,44 @@ func BenchmarkEmbedBatch(b *testing.B) {
 }
 
 // BenchmarkLoad measures LoadWith and reports the heap the loaded model
-// holds and its weights, with float32 and int8 weights.
+// holds and its weights: with float32 weights, with int8 weights quantized
+// from the shards onto the heap, and with int8 weights mapped from the
+// weights file.
 func BenchmarkLoad(b *testing.B) {
 	dir := loadTestModel(b).dir
-	for _, q := range []bool{false, true} {
-		name := map[bool]string{false: "float32", true: "int8"}[q]
-		b.Run(name, func(b *testing.B) {
+	mapped := copyModel(b, dir)
+	if err := ensureWeights(mapped); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		dir  string
+		opts LoadOptions
+	}{
+		{"float32", dir, LoadOptions{}},
+		{"int8", dir, LoadOptions{Quantize: true, noFile: true}},
+		{"int8-mapped", mapped, LoadOptions{Quantize: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			var before, after runtime.MemStats
 			for b.Loop() {
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				m, err := LoadWith(dir, LoadOptions{Quantize: q})
+				m, err := LoadWith(bc.dir, bc.opts)
 				if err != nil {
 					b.Fatal(err)
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
+				if bc.opts.Quantize && !bc.opts.noFile && m.mapped == nil {
+					b.Fatal("weights not mapped")
+				}
 				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
 				b.ReportMetric(float64(m.WeightBytes())/(1<<20), "weight-MB")
 				runtime.KeepAlive(m)
+				if m.mapped != nil {
+					munmap(m.mapped) // m is dropped; the mappings would pile up
+				}
 			}
 		})
 	}

@@ -1,10 +1,13 @@
 package embed
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"math"
@@ -60,6 +63,43 @@ type tensor struct {
 type graph struct {
 	nodes  map[string]graphNode
 	consts map[string]tensor
+	// sources are the files read, model.json first, with the sizes and
+	// sha256 sums of the bytes read, when readGraph is asked to fingerprint
+	// them (for the weights file).
+	sources []source
+}
+
+// source is a model file as the weights file records it: the weights file
+// serves only while every source still has this size and sum.
+type source struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// sourceHash sums the bytes of one source as they are read.
+type sourceHash struct {
+	name string
+	h    hash.Hash
+	n    int64
+}
+
+func newSourceHash(name string) *sourceHash { return &sourceHash{name: name, h: sha256.New()} }
+
+func (s *sourceHash) Write(p []byte) (int, error) {
+	s.n += int64(len(p))
+	return s.h.Write(p)
+}
+
+func (s *sourceHash) source() source {
+	return source{Name: s.name, Size: s.n, SHA256: hex.EncodeToString(s.h.Sum(nil))}
+}
+
+// sourceOf is the source of a file read whole.
+func sourceOf(name string, b []byte) source {
+	h := newSourceHash(name)
+	h.Write(b)
+	return h.source()
 }
 
 // opCounts is the op histogram of the USE-lite graph this package ports
@@ -82,8 +122,9 @@ var opCounts = map[string]int{
 // readGraph reads model.json and its weights. With quantize, it quantizes
 // the weight matrices as it reads them (see tensor), so that the float32
 // weights never all exist at once: loading holds one float32 matrix at a
-// time besides the int8 ones.
-func readGraph(dir string, quantize bool) (*graph, error) {
+// time besides the int8 ones. With fingerprint, it records the files it
+// reads in g.sources, summing the very bytes it uses.
+func readGraph(dir string, quantize, fingerprint bool) (*graph, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "model.json"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -95,8 +136,11 @@ func readGraph(dir string, quantize bool) (*graph, error) {
 	if err := json.Unmarshal(raw, &gf); err != nil {
 		return nil, fmt.Errorf("model.json: %w", err)
 	}
-	raw = nil
 	g := &graph{nodes: make(map[string]graphNode), consts: make(map[string]tensor)}
+	if fingerprint {
+		g.sources = append(g.sources, sourceOf("model.json", raw))
+	}
+	raw = nil
 	counts := make(map[string]int)
 	// use says how a quantized graph stores a weight: 'r' by rows, 'm' as
 	// a transposed matrix.
@@ -120,7 +164,7 @@ func readGraph(dir string, quantize bool) (*graph, error) {
 		return nil, fmt.Errorf("model.json: unexpected ops %v: not the USE-lite graph this package ports", counts)
 	}
 	for _, group := range gf.WeightsManifest {
-		if err := g.readGroup(dir, group.Paths, group.Weights, quantize, use); err != nil {
+		if err := g.readGroup(dir, group.Paths, group.Weights, quantize, fingerprint, use); err != nil {
 			return nil, err
 		}
 	}
@@ -129,8 +173,9 @@ func readGraph(dir string, quantize bool) (*graph, error) {
 
 // readGroup reads the weights of one manifest group from its shards, in
 // order, without holding the shards in memory.
-func (g *graph) readGroup(dir string, paths []string, weights []weightRecord, quantize bool, use map[string]byte) error {
+func (g *graph) readGroup(dir string, paths []string, weights []weightRecord, quantize, fingerprint bool, use map[string]byte) error {
 	var files []io.Reader
+	var sums []*sourceHash
 	for _, p := range paths {
 		if strings.Contains(p, "/") || strings.Contains(p, `\`) || strings.Contains(p, "..") {
 			return fmt.Errorf("model.json: weight path %q escapes the model directory", p)
@@ -143,7 +188,13 @@ func (g *graph) readGroup(dir string, paths []string, weights []weightRecord, qu
 			return err
 		}
 		defer f.Close()
-		files = append(files, f)
+		if !fingerprint {
+			files = append(files, f)
+			continue
+		}
+		h := newSourceHash(p)
+		sums = append(sums, h)
+		files = append(files, io.TeeReader(f, h))
 	}
 	r := io.MultiReader(files...)
 	buf := make([]byte, 256<<10)
@@ -194,6 +245,10 @@ func (g *graph) readGroup(dir string, paths []string, weights []weightRecord, qu
 	}
 	if k, _ := r.Read(make([]byte, 1)); k != 0 {
 		return errors.New("model.json: shards hold more bytes than the weights use")
+	}
+	// Every shard has now been read to its end, through its hash.
+	for _, h := range sums {
+		g.sources = append(g.sources, h.source())
 	}
 	return nil
 }

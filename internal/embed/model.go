@@ -22,11 +22,19 @@ const (
 
 // Model is the Universal Sentence Encoder Lite (USE-lite) run in Go. It
 // is immutable after Load and safe for concurrent use.
+//
+// A quantized Model may keep its weights in a read-only mapping of the
+// weights file (see LoadWith) rather than on the heap. The mapping lives as
+// long as the process: a Model has no Close, because the conductor keeps
+// one for its whole life and nothing could tell when the last Embed that
+// reads the mapping has returned. Each LoadWith maps the file anew; the
+// mappings share their pages.
 type Model struct {
 	name      string
 	dir       string
 	tok       *tokenizer
 	maxTokens int
+	mapped    []byte // the weights file the weights point into, or nil
 
 	emb    []float32 // vocabulary × embDim, nil when quantized
 	embQ   []int8    // quantized emb, one scale per row (token)
@@ -77,27 +85,62 @@ func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
 
 // LoadWith reads a model installed by Install. The error wraps
 // ErrModelMissing when the directory does not hold the model files.
+//
+// With LoadOptions.Quantize, LoadWith maps the weights file of dir (see
+// WeightsFile) when it matches the model files; otherwise it reads and
+// quantizes the shards as without the file, then writes the file and maps
+// it, so that the weights leave the heap even on the first load. A weights
+// file that is missing, damaged, of another format version or made from
+// other model files is never used; one that cannot be written (a read-only
+// directory) leaves the weights on the heap. Either way the vectors are the
+// same, bit for bit.
 func LoadWith(dir string, opts LoadOptions) (*Model, error) {
-	g, err := readGraph(dir, opts.Quantize)
+	file := opts.Quantize && !opts.noFile && canMap
+	if file {
+		if m, err := loadMapped(dir); err == nil {
+			return m, nil
+		}
+	}
+	m, sources, err := loadShards(dir, opts.Quantize, file)
 	if err != nil {
 		return nil, fmt.Errorf("load embedding model: %w", err)
 	}
-	vocab, err := readVocab(filepath.Join(dir, "vocab.json"))
+	if file && writeWeights(dir, m, sources) == nil {
+		if mm, err := loadMapped(dir); err == nil {
+			return mm, nil
+		}
+	}
+	return m, nil
+}
+
+// loadShards reads the model from model.json, its weight shards and
+// vocab.json, quantized or not. With fingerprint, it also returns the files
+// it read, as the weights file records them.
+func loadShards(dir string, quantize, fingerprint bool) (*Model, []source, error) {
+	g, err := readGraph(dir, quantize, fingerprint)
 	if err != nil {
-		return nil, fmt.Errorf("load embedding model: %w", err)
+		return nil, nil, err
+	}
+	vocab, vsrc, err := readVocab(filepath.Join(dir, "vocab.json"))
+	if err != nil {
+		return nil, nil, err
 	}
 	tok, err := newTokenizer(vocab)
 	if err != nil {
-		return nil, fmt.Errorf("load embedding model: %w", err)
+		return nil, nil, err
 	}
 	m := &Model{name: ModelName, dir: dir, tok: tok}
-	if opts.Quantize {
+	if quantize {
 		m.name = ModelName + quantSuffix
 	}
-	if err := m.build(g, opts.Quantize); err != nil {
-		return nil, fmt.Errorf("load embedding model: %w", err)
+	if err := m.build(g, quantize); err != nil {
+		return nil, nil, err
 	}
-	return m, nil
+	var sources []source
+	if fingerprint {
+		sources = append(g.sources, vsrc)
+	}
+	return m, sources, nil
 }
 
 // build takes the weights and the few constants that shape the
@@ -161,11 +204,17 @@ func (m *Model) build(g *graph, quantize bool) error {
 	if len(m.tok.pieceLen) > m.vocab {
 		return fmt.Errorf("vocab.json: %d pieces, embedding table has %d rows", len(m.tok.pieceLen), m.vocab)
 	}
-	m.weights = 4*(len(m.emb)+len(m.embS)+len(m.timing)) + len(m.embQ) + m.hidden.size()
-	for _, l := range m.layers {
-		m.weights += l.size()
-	}
+	m.weights = m.weightBytes()
 	return nil
+}
+
+// weightBytes is the bytes the weights take.
+func (m *Model) weightBytes() int {
+	n := 4*(len(m.emb)+len(m.embS)+len(m.timing)) + len(m.embQ) + m.hidden.size()
+	for _, l := range m.layers {
+		n += l.size()
+	}
+	return n
 }
 
 func (l *layer) build(g *graph, p string, in int) error {
@@ -274,5 +323,6 @@ func (m *Model) MaxTokens() int { return m.maxTokens }
 func (m *Model) TokenCount(text string) int { return len(m.tok.encode(text)) }
 
 // WeightBytes is the memory the model's weights take: about 28 MB of
-// float32 values, as in the shards, or about 7 MB quantized.
+// float32 values, as in the shards, or about 7 MB quantized, on the heap
+// or in the mapped weights file.
 func (m *Model) WeightBytes() int { return m.weights }

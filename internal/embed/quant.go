@@ -15,7 +15,15 @@ type LoadOptions struct {
 	// (BenchmarkQuantized prints the agreement). Model.Name gets the
 	// suffix "-int8", so vectors stored under one mode are not mixed with
 	// the other's.
+	//
+	// The quantized weights are kept in the weights file next to the model
+	// (WeightsFile) and mapped read-only from it, rather than quantized
+	// onto the heap at every load; see LoadWith.
 	Quantize bool
+
+	// noFile keeps quantized weights on the heap: LoadWith neither reads
+	// nor writes the weights file. Tests compare the two paths with it.
+	noFile bool
 }
 
 const quantSuffix = "-int8"

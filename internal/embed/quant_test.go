@@ -14,12 +14,13 @@ var (
 	testModelQErr  error
 )
 
-// loadTestModelQ is loadTestModel with LoadOptions{Quantize: true}.
+// loadTestModelQ is loadTestModel with LoadOptions{Quantize: true}, with
+// the weights on the heap: the shared cache gets no weights file.
 func loadTestModelQ(t testing.TB) *Model {
 	t.Helper()
 	m := loadTestModel(t)
 	testModelQOnce.Do(func() {
-		testModelQ, testModelQErr = LoadWith(m.dir, LoadOptions{Quantize: true})
+		testModelQ, testModelQErr = LoadWith(m.dir, LoadOptions{Quantize: true, noFile: true})
 	})
 	if testModelQErr != nil {
 		t.Fatalf("LoadWith(Quantize): %v", testModelQErr)

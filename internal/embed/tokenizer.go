@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"unicode/utf16"
@@ -86,19 +87,20 @@ type buildNode struct {
 	index, runes int
 }
 
-func readVocab(path string) ([][2]any, error) {
+// readVocab reads vocab.json and returns it with its size and sum.
+func readVocab(path string) ([][2]any, source, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %v", ErrModelMissing, err)
+			return nil, source{}, fmt.Errorf("%w: %v", ErrModelMissing, err)
 		}
-		return nil, err
+		return nil, source{}, err
 	}
 	var vocab [][2]any
 	if err := json.Unmarshal(raw, &vocab); err != nil {
-		return nil, fmt.Errorf("vocab.json: %w", err)
+		return nil, source{}, fmt.Errorf("vocab.json: %w", err)
 	}
-	return vocab, nil
+	return vocab, sourceOf(filepath.Base(path), raw), nil
 }
 
 func newTokenizer(vocab [][2]any) (*tokenizer, error) {
