@@ -74,11 +74,28 @@ func DefaultDir(cacheDir string) string {
 // directory that it then renames into place, so a directory that exists is
 // complete. Concurrent installs into the same cacheDir are safe: the first
 // rename wins.
+//
+// Install then makes sure the directory holds an up-to-date WeightsFile,
+// so that the first LoadWith with LoadOptions.Quantize maps it rather than
+// quantizing. Failing to write it (a read-only cache) is logged, not an
+// error: the model works without it.
 func Install(ctx context.Context, cacheDir string, opts InstallOptions) (string, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dir, err := install(ctx, cacheDir, opts, log)
+	if err != nil {
+		return "", err
+	}
+	if err := ensureWeights(dir); err != nil {
+		log.Warn("embedding model: no weights file; each start quantizes the weights", slog.String("err", err.Error()))
+	}
+	return dir, nil
+}
+
+// install puts the model files in place.
+func install(ctx context.Context, cacheDir string, opts InstallOptions, log *slog.Logger) (string, error) {
 	dir := DefaultDir(cacheDir)
 	if installed(dir) {
 		return dir, nil

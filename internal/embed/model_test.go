@@ -63,12 +63,17 @@ func loadTestModel(t testing.TB) *Model {
 			}
 			cache = filepath.Join(base, "mcp-conductor-test")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		dir, err := Install(ctx, cache, InstallOptions{})
-		if err != nil {
-			testModelErr = err
-			return
+		// An installed model is used as it is: Install would write the
+		// weights file into the shared cache.
+		dir := DefaultDir(cache)
+		if !installed(dir) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var err error
+			if dir, err = Install(ctx, cache, InstallOptions{}); err != nil {
+				testModelErr = err
+				return
+			}
 		}
 		testModel, testModelErr = Load(dir)
 	})

@@ -2,6 +2,7 @@ package embed
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -423,4 +424,26 @@ func TestWeightsFileFloat32(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "junk" {
 		t.Error("float32 load rewrote the weights file")
 	}
+}
+
+// TestInstallWritesWeights runs Install on a cache that holds the model
+// but no weights file: it writes one, and a start then maps it.
+func TestInstallWritesWeights(t *testing.T) {
+	src := testModelDir(t)
+	cache := t.TempDir()
+	if err := os.MkdirAll(filepath.Dir(DefaultDir(cache)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(src, DefaultDir(cache)); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := Install(context.Background(), cache, InstallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := loadMapped(dir)
+	if err != nil {
+		t.Fatalf("after Install: %v", err)
+	}
+	sameModel(t, loadQ(t, dir, false), m)
 }
