@@ -37,6 +37,9 @@ const reservedSymbols = 6
 //   - of duplicate pieces the last one wins.
 //
 // A tokenizer is immutable after newTokenizer and safe for concurrent use.
+// The weights file holds its slices as they are in memory (see
+// Model.fields): changing trieNode or trieEdge requires raising
+// weightsVersion.
 type tokenizer struct {
 	// The vocabulary trie, flattened: nodes[0] is the root, and the children
 	// of a node are edges[first:first+count], sorted by rune. (A map per
@@ -45,15 +48,15 @@ type tokenizer struct {
 	edges []trieEdge
 	// pieceLen is the length of each piece in UTF-16 code units, which is
 	// what the original steps back by when it reads the best path.
-	pieceLen []int
+	pieceLen []int32
 }
 
+// trieNode is a node of the trie; a piece ends at it if runes > 0.
 type trieNode struct {
 	score        float64
 	first, count int32
 	index        int32
-	runes        int32
-	end          bool
+	runes        int32 // of the piece that ends here
 }
 
 type trieEdge struct {
@@ -82,9 +85,8 @@ func (t *tokenizer) child(n int32, r rune) int32 {
 // buildNode is the trie while it is built, before flattening.
 type buildNode struct {
 	children     map[rune]*buildNode
-	end          bool
 	score        float64
-	index, runes int
+	index, runes int // runes > 0: a piece ends here
 }
 
 // readVocab reads vocab.json and returns it with its size and sum.
@@ -104,7 +106,7 @@ func readVocab(path string) ([][2]any, source, error) {
 }
 
 func newTokenizer(vocab [][2]any) (*tokenizer, error) {
-	t := &tokenizer{pieceLen: make([]int, len(vocab))}
+	t := &tokenizer{pieceLen: make([]int32, len(vocab))}
 	root := &buildNode{}
 	for i, entry := range vocab {
 		piece, ok := entry[0].(string)
@@ -119,7 +121,7 @@ func newTokenizer(vocab [][2]any) (*tokenizer, error) {
 		default:
 			return nil, fmt.Errorf("vocab.json: entry %d: score is %T, want number", i, entry[1])
 		}
-		t.pieceLen[i] = len(utf16.Encode([]rune(piece)))
+		t.pieceLen[i] = int32(len(utf16.Encode([]rune(piece))))
 		if i < reservedSymbols {
 			continue
 		}
@@ -138,7 +140,7 @@ func newTokenizer(vocab [][2]any) (*tokenizer, error) {
 			runes++
 		}
 		if runes > 0 {
-			n.end, n.score, n.index, n.runes = true, score, i, runes
+			n.score, n.index, n.runes = score, i, runes
 		}
 	}
 	t.flatten(root)
@@ -152,7 +154,7 @@ func (t *tokenizer) flatten(root *buildNode) {
 	for q := 0; q < len(queue); q++ {
 		b := queue[q]
 		nd := &t.nodes[q]
-		nd.end, nd.score, nd.index, nd.runes = b.end, b.score, int32(b.index), int32(b.runes)
+		nd.score, nd.index, nd.runes = b.score, int32(b.index), int32(b.runes)
 		keys := make([]rune, 0, len(b.children))
 		for r := range b.children {
 			keys = append(keys, r)
@@ -198,7 +200,7 @@ func (t *tokenizer) encode(text string) []int {
 		found := false
 		for j := i; j < n && node >= 0; j++ {
 			nd := &t.nodes[node]
-			if nd.end {
+			if nd.runes > 0 {
 				ends[i+int(nd.runes)] = append(ends[i+int(nd.runes)], candidate{i, nd.score, int(nd.index)})
 				found = true
 			}
@@ -224,7 +226,7 @@ func (t *tokenizer) encode(text string) []int {
 		}
 	}
 	var ids []int
-	for i := n; i > 0; i -= t.pieceLen[words[i]] {
+	for i := n; i > 0; i -= int(t.pieceLen[words[i]]) {
 		id := words[i]
 		if id == 0 && len(ids) > 0 && ids[len(ids)-1] == 0 {
 			continue

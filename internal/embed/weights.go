@@ -19,16 +19,17 @@ import (
 
 // WeightsFile is the name of the file, in the model directory, that holds
 // the quantized model ready to map (see LoadWith): the int8 weights, their
-// scales and the other values of the forward pass, laid out as a Model
-// keeps them in memory. Install writes it, and so does the first LoadWith
+// scales, the other values of the forward pass and the tokenizer's trie,
+// laid out as a Model keeps them in memory. Install writes it, and so does the first LoadWith
 // with LoadOptions.Quantize that finds it missing or stale.
 //
 // Mapped read-only and shared, its pages belong to the file rather than to
 // the process: every conductor on the host (each editor window starts its
 // own) shares one copy of the weights in the page cache instead of each
-// holding about 7 MB of them on its heap, the kernel can drop the pages
+// holding about 8 MB of them on its heap, the kernel can drop the pages
 // under memory pressure and read them back when needed, and a start skips
-// decoding 28 MB of float32 shards and quantizing them.
+// decoding 28 MB of float32 shards, quantizing them and building the
+// tokenizer from vocab.json.
 const WeightsFile = "weights-int8.bin"
 
 // The weights file is, all little-endian:
@@ -48,7 +49,7 @@ const WeightsFile = "weights-int8.bin"
 // if all match, so a changed model is never served stale weights.
 const (
 	weightsMagic   = "USEint8\n"
-	weightsVersion = 1
+	weightsVersion = 2
 	weightsHeader  = 32
 	weightsAlign   = 64
 	maxWeightsSize = 64 << 20
@@ -95,7 +96,9 @@ type sliceRef struct {
 }
 
 // mappable are the types of the values the weights file holds.
-type mappable interface{ int8 | float32 }
+type mappable interface {
+	int8 | int32 | float32 | trieNode | trieEdge
+}
 
 func refTo[T mappable](name string, p *[]T) sliceRef {
 	var zero T
@@ -111,11 +114,11 @@ func refTo[T mappable](name string, p *[]T) sliceRef {
 	}
 }
 
-// fields lists what the quantized forward pass reads of m: the numbers
-// that shape it and the slices of values, each under a name. The weights
-// file holds exactly these, so a field that the forward pass comes to
+// fields lists what the tokenizer and the quantized forward pass read of
+// m: the numbers that shape them and the slices of values, each under a
+// name. The weights file holds exactly these, so a field that they come to
 // read must be listed here and checked in check, and weightsVersion
-// raised.
+// raised. m.tok must be set.
 func (m *Model) fields() ([]scalarRef, []sliceRef) {
 	sc := []scalarRef{
 		{name: "maxTokens", i: &m.maxTokens}, {name: "vocab", i: &m.vocab},
@@ -146,6 +149,7 @@ func (m *Model) fields() ([]scalarRef, []sliceRef) {
 		lin(p+"ffn2", &l.ffn2)
 	}
 	lin("hidden", &m.hidden)
+	sl = append(sl, refTo("tok.nodes", &m.tok.nodes), refTo("tok.edges", &m.tok.edges), refTo("tok.pieceLen", &m.tok.pieceLen))
 	return sc, sl
 }
 
@@ -199,7 +203,32 @@ func (m *Model) check() error {
 		errs = append(errs, fmt.Errorf("dim %d, want %d", m.dim, in))
 	}
 	lin("hidden", &m.hidden, in, in)
+	if err := m.tok.check(m.vocab); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// check verifies that the trie's indices stay within its slices, that
+// every piece has a row in the embedding table of vocab rows, and that
+// encode steps back by at least one code unit per piece it can choose (a
+// piece of the trie, or the unknown piece 0).
+func (t *tokenizer) check(vocab int) error {
+	if len(t.nodes) == 0 || len(t.pieceLen) == 0 || len(t.pieceLen) > vocab || t.pieceLen[0] <= 0 {
+		return fmt.Errorf("tokenizer: %d nodes, %d pieces for %d rows", len(t.nodes), len(t.pieceLen), vocab)
+	}
+	for i, nd := range t.nodes {
+		if nd.first < 0 || nd.count < 0 || int(nd.first)+int(nd.count) > len(t.edges) || nd.runes < 0 ||
+			nd.runes > 0 && (nd.index < 0 || int(nd.index) >= len(t.pieceLen) || t.pieceLen[nd.index] <= 0) {
+			return fmt.Errorf("tokenizer: node %d: %+v", i, nd)
+		}
+	}
+	for i, e := range t.edges {
+		if e.child <= 0 || int(e.child) >= len(t.nodes) {
+			return fmt.Errorf("tokenizer: edge %d: %+v", i, e)
+		}
+	}
+	return nil
 }
 
 // createTemp is os.CreateTemp; tests make it fail as in a read-only
@@ -372,7 +401,7 @@ func modelOn(dir string, data []byte) (*Model, error) {
 		return nil, err
 	}
 
-	m := &Model{name: ModelName + quantSuffix, dir: dir, mapped: data}
+	m := &Model{name: ModelName + quantSuffix, dir: dir, tok: new(tokenizer), mapped: data}
 	if len(meta.Residual) != len(m.layers) {
 		return nil, fmt.Errorf("%d layers, want %d", len(meta.Residual), len(m.layers))
 	}
@@ -414,16 +443,6 @@ func modelOn(dir string, data []byte) (*Model, error) {
 	}
 	if err := m.check(); err != nil {
 		return nil, err
-	}
-	vocab, _, err := readVocab(filepath.Join(dir, "vocab.json"))
-	if err != nil {
-		return nil, err
-	}
-	if m.tok, err = newTokenizer(vocab); err != nil {
-		return nil, err
-	}
-	if len(m.tok.pieceLen) > m.vocab {
-		return nil, fmt.Errorf("vocab.json: %d pieces, embedding table has %d rows", len(m.tok.pieceLen), m.vocab)
 	}
 	m.weights = m.weightBytes()
 	return m, nil
