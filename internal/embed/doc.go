@@ -13,6 +13,14 @@
 // The model reads at most 128 tokens (Model.MaxTokens); EmbedLong embeds
 // longer texts in overlapping parts and averages them.
 //
+// LoadOptions.Quantize stores the weights as int8. Install, or else the
+// first such load, writes them with the tokenizer's trie to WeightsFile
+// next to the model, and later loads map that file read-only instead of
+// building them on the heap: the pages are the page cache's, shared by
+// every conductor process on the host and reclaimable under pressure, and
+// a start skips quantizing. The file is checked against the model files
+// (sizes and sha256) at every load and rebuilt when it does not match.
+//
 // Remote embeds with an OpenAI-compatible /embeddings API instead, for
 // users who configure one; nothing requires it.
 //

@@ -140,8 +140,10 @@ func TestModelInfo(t *testing.T) {
 }
 
 func TestLoadMissing(t *testing.T) {
-	_, err := Load(t.TempDir())
-	if !errors.Is(err, ErrModelMissing) {
-		t.Errorf("Load(empty dir) = %v, want ErrModelMissing", err)
+	for _, q := range []bool{false, true} {
+		_, err := LoadWith(t.TempDir(), LoadOptions{Quantize: q})
+		if !errors.Is(err, ErrModelMissing) {
+			t.Errorf("LoadWith(empty dir, Quantize %v) = %v, want ErrModelMissing", q, err)
+		}
 	}
 }

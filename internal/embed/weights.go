@@ -30,6 +30,11 @@ import (
 // under memory pressure and read them back when needed, and a start skips
 // decoding 28 MB of float32 shards, quantizing them and building the
 // tokenizer from vocab.json.
+//
+// The file is only ever replaced by renaming a new one over it, which
+// leaves existing mappings intact. Truncating or editing it in place
+// would make processes that map it fail with SIGBUS; delete it instead,
+// and the next load writes it again.
 const WeightsFile = "weights-int8.bin"
 
 // The weights file is, all little-endian:

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -403,6 +404,25 @@ func TestWeightsFileProcesses(t *testing.T) {
 	}
 	if got := leftovers(t, dir); got != nil {
 		t.Errorf("temporary files left: %v", got)
+	}
+}
+
+// TestWeightsFileWithoutModel removes a model file: the weights file
+// alone does not make a model.
+func TestWeightsFileWithoutModel(t *testing.T) {
+	for _, name := range []string{"model.json", "vocab.json", "group1-shard7of7"} {
+		t.Run(name, func(t *testing.T) {
+			dir := testModelDir(t)
+			if err := ensureWeights(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LoadWith(dir, LoadOptions{Quantize: true}); !errors.Is(err, ErrModelMissing) {
+				t.Errorf("LoadWith without %s = %v, want ErrModelMissing", name, err)
+			}
+		})
 	}
 }
 
