@@ -26,13 +26,54 @@ func dotAVX(x, y *float32, n int) float32
 //go:noescape
 func axpyAVX(a float32, x, y *float32, n int)
 
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// The AVX-512 kernels compute four columns of dst for all rows of x;
+// see kernel512_amd64.s.
+
+//go:noescape
+func kernZ(x, w *float32, in, n int, dst *float32, out int, b *float32)
+
+//go:noescape
+func kernZq(x *float32, w *int8, in, n int, dst *float32, out int, b, s *float32)
+
+var (
+	useAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
+)
 
 func init() {
 	if useAVX2 {
 		matmul = matmulAVX2
 		dot = dotAVX2
 		axpy = axpyAVX2
+	}
+	if useAVX512 {
+		matmul = matmulAVX512
+	}
+}
+
+// matmulAVX512 is matmul for in % 16 == 0 and out % 4 == 0, falling back
+// to matmulAVX2 for other shapes. Int8 weights are widened inside the
+// kernel and the sums scaled, as matmulQGeneric does.
+func matmulAVX512(dst, x []float32, n int, l *linear) {
+	in, out := l.in, l.out
+	if n == 0 {
+		return
+	}
+	q := l.q != nil
+	sized := len(l.wt) >= in*out
+	if q {
+		sized = len(l.q) >= in*out && len(l.scale) >= out
+	}
+	if in%16 != 0 || out%4 != 0 || len(x) < n*in || len(dst) < n*out || !sized || len(l.b) < out {
+		matmulAVX2(dst, x, n, l)
+		return
+	}
+	for j := 0; j < out; j += 4 {
+		if q {
+			kernZq(&x[0], &l.q[j*in], in, n, &dst[j], out, &l.b[j], &l.scale[j])
+		} else {
+			kernZ(&x[0], &l.wt[j*in], in, n, &dst[j], out, &l.b[j])
+		}
 	}
 }
 

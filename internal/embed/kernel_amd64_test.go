@@ -8,22 +8,54 @@ import (
 	"testing"
 )
 
-func TestMatmulAVX2(t *testing.T) {
-	if !useAVX2 {
-		t.Skip("no AVX2+FMA")
+// matmulImpls are the matmul implementations this CPU can run, by name.
+func matmulImpls() []struct {
+	name string
+	f    func(dst, x []float32, n int, l *linear)
+} {
+	impls := []struct {
+		name string
+		f    func(dst, x []float32, n int, l *linear)
+	}{{"generic", matmulGeneric}}
+	if useAVX2 {
+		impls = append(impls, struct {
+			name string
+			f    func(dst, x []float32, n int, l *linear)
+		}{"avx2", matmulAVX2})
 	}
+	if useAVX512 {
+		impls = append(impls, struct {
+			name string
+			f    func(dst, x []float32, n int, l *linear)
+		}{"avx512", matmulAVX512})
+	}
+	return impls
+}
+
+// TestMatmulKernels compares each matmul the CPU can run with
+// matmulGeneric, with float32 and int8 weights, on the model's shapes and
+// on edge ones: every row count from 1 to 9 (the AVX-512 kernels take four
+// rows at a time, then the rest), the smallest widths, and widths the
+// kernels leave to the fallback.
+func TestMatmulKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, tc := range []struct{ n, in, out int }{
-		{1, 16, 4}, {2, 256, 512}, {3, 512, 1536}, {4, 1536, 512}, {7, 32, 8}, {8, 24, 4}, {5, 16, 6},
-	} {
-		l := linear{in: tc.in, out: tc.out, wt: make([]float32, tc.in*tc.out), b: make([]float32, tc.out)}
+	type shape struct{ n, in, out int }
+	shapes := []shape{
+		{2, 256, 512}, {3, 512, 1536}, {7, 256, 768}, {4, 1536, 512}, {67, 512, 512}, {1, 512, 512},
+		{7, 32, 8}, {8, 24, 4}, {5, 16, 6}, {3, 16, 4}, {6, 48, 20},
+	}
+	for n := 1; n <= 9; n++ {
+		shapes = append(shapes, shape{n, 64, 12}, shape{n, 16, 4})
+	}
+	for _, sh := range shapes {
+		l := linear{in: sh.in, out: sh.out, wt: make([]float32, sh.in*sh.out), b: make([]float32, sh.out)}
 		for i := range l.wt {
 			l.wt[i] = rng.Float32()*2 - 1
 		}
 		for i := range l.b {
 			l.b[i] = rng.Float32()
 		}
-		x := make([]float32, tc.n*tc.in)
+		x := make([]float32, sh.n*sh.in)
 		for i := range x {
 			x[i] = rng.Float32()*2 - 1
 		}
@@ -31,13 +63,20 @@ func TestMatmulAVX2(t *testing.T) {
 			if quant {
 				l.quantize()
 			}
-			want := make([]float32, tc.n*tc.out)
-			got := make([]float32, tc.n*tc.out)
-			matmulGeneric(want, x, tc.n, &l)
-			matmulAVX2(got, x, tc.n, &l)
-			for i := range want {
-				if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
-					t.Fatalf("n=%d in=%d out=%d quantized=%v: matmulAVX2[%d] = %v, generic %v", tc.n, tc.in, tc.out, quant, i, got[i], want[i])
+			want := make([]float32, sh.n*sh.out)
+			matmulGeneric(want, x, sh.n, &l)
+			for _, impl := range matmulImpls()[1:] {
+				// One value past dst must stay untouched.
+				got := make([]float32, sh.n*sh.out+1)
+				got[sh.n*sh.out] = 42
+				impl.f(got[:sh.n*sh.out], x, sh.n, &l)
+				if got[sh.n*sh.out] != 42 {
+					t.Errorf("%s(n=%d in=%d out=%d quantized=%v) wrote past dst", impl.name, sh.n, sh.in, sh.out, quant)
+				}
+				for i := range want {
+					if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
+						t.Fatalf("%s(n=%d in=%d out=%d quantized=%v)[%d] = %v, generic %v", impl.name, sh.n, sh.in, sh.out, quant, i, got[i], want[i])
+					}
 				}
 			}
 		}
@@ -98,4 +137,21 @@ func TestEmbedGoldenGeneric(t *testing.T) {
 	matmul, dot, axpy = matmulGeneric, dotGeneric, axpyGeneric
 	defer func() { matmul, dot, axpy = m0, d0, a0 }()
 	TestEmbedGolden(t)
+}
+
+// TestEmbedGoldenAVX2 checks the AVX2 kernels against TF.js, float32 and
+// int8, where AVX-512 would otherwise take over: the AVX2 path is what
+// CPUs without AVX-512 run.
+func TestEmbedGoldenAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2+FMA")
+	}
+	mq := loadTestModelQ(t)
+	m0 := matmul
+	matmul = matmulAVX2
+	defer func() { matmul = m0 }()
+	TestEmbedGolden(t)
+	if lo, _ := agreement(t, mq); lo < 0.99 {
+		t.Errorf("quantized, AVX2 kernels: min cosine with float32 %.4f, want >= 0.99", lo)
+	}
 }
