@@ -293,7 +293,7 @@ func (s *server) connect(life context.Context) (*conn, []*mcp.Tool, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("start %q: %w", s.cfg.Command, err)
 		}
-		tr := &mcp.IOTransport{Reader: c.proc.stdout, Writer: c.proc.stdin}
+		tr := &lineTransport{r: c.proc.stdout, w: c.proc.stdin}
 		c.cs, err = client.Connect(ctx, tr, nil)
 		if err != nil {
 			err = c.proc.failure(err)
