@@ -70,6 +70,9 @@ func serveMix(i, n int) {
 // rssChild starts a conductor with the five servers, searches and runs one
 // program, then prints its memory as JSON on stdout.
 func rssChild() {
+	if os.Getenv("TOKENBENCH_RSS_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 1 // every allocation, so small retainers show
+	}
 	exe, _ := os.Executable()
 	data, _ := filepath.Abs(dataFile)
 	dir, _ := os.MkdirTemp("", "conductor-rss-")
