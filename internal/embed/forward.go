@@ -15,176 +15,270 @@ import (
 // batch). Only the first MaxTokens tokens count; see EmbedLong. The empty
 // text (or one that normalises to nothing) gets the vector TF.js computes
 // for an empty row of a batch: the normalised tanh of the output bias.
-// Several texts are embedded on up to GOMAXPROCS goroutines, which Embed
-// waits for. The error is always nil today; it is there for models that
-// can fail.
+// Short texts go through the model together, in batches of up to
+// batchRows tokens, so that one pass over the weights serves them all;
+// several batches run on up to GOMAXPROCS goroutines, which Embed waits
+// for. The error is always nil today; it is there for models that can
+// fail.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
-	out := make([][]float32, len(texts))
-	workers := min(runtime.GOMAXPROCS(0), len(texts))
-	if workers <= 1 {
-		for i, t := range texts {
-			out[i] = m.embedIDs(m.tok.encode(t))
+	ids := make([][]int, len(texts))
+	for i, t := range texts {
+		ids[i] = m.tok.encode(t)
+	}
+	return m.embedAll(ids), nil
+}
+
+// batchRows bounds the tokens of the texts one pass embeds together (a
+// longer text takes a pass of its own): enough for a request and its
+// parts, little enough that the pass's scratch stays pooled.
+const batchRows = 64
+
+// maxHelpers bounds the goroutines that help with one batch (see team).
+const maxHelpers = 3
+
+// embedAll embeds texts given as token ids, in batches of consecutive
+// texts of at most batchRows tokens in all.
+func (m *Model) embedAll(ids [][]int) [][]float32 {
+	out := make([][]float32, len(ids))
+	var bounds []int // batch b is ids[bounds[b]:bounds[b+1]]
+	rows := 0
+	for i := range ids {
+		if len(ids[i]) > m.maxTokens {
+			ids[i] = ids[i][:m.maxTokens]
 		}
-		return out, nil
+		if i == 0 || rows+len(ids[i]) > batchRows {
+			bounds = append(bounds, i)
+			rows = 0
+		}
+		rows += len(ids[i])
+	}
+	bounds = append(bounds, len(ids))
+	batches := len(bounds) - 1
+	workers := min(runtime.GOMAXPROCS(0), batches)
+	if workers <= 1 {
+		for b := range batches {
+			m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], maxHelpers)
+		}
+		return out
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(texts) {
+				b := int(next.Add(1) - 1)
+				if b >= batches {
 					return
 				}
-				out[i] = m.embedIDs(m.tok.encode(texts[i]))
+				m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], 0)
 			}
 		})
 	}
 	wg.Wait()
-	return out, nil
+	return out
 }
 
-// embedIDs runs the graph for one sentence. It follows the TF.js graph op
-// by op for a batch of one row with no padding, where the sparse plumbing
-// (Where, GatherNd, ScatterNd, SequenceMask) reduces to the identity:
+// embedIDs embeds one text given as token ids.
+func (m *Model) embedIDs(ids []int) []float32 {
+	return m.embedAll([][]int{ids})[0]
+}
+
+// embedBatch runs the graph for texts of at most maxTokens tokens each,
+// their rows side by side, and stores their vectors in out. It follows
+// the TF.js graph op by op for a batch of one row with no padding, where
+// the sparse plumbing (Where, GatherNd, ScatterNd, SequenceMask) reduces
+// to the identity:
 //
 //	x   = e + (e + timing)           the graph adds the embedding twice
 //	Layer_0 (256 -> 512), Layer_1 (512):
 //	  a = MHA(LN(x)) + residual(x)   residual: dense 256->512 in Layer_0
 //	  x = FFN(LN(a)) + a             FFN: relu(a·W1+b1)·W2+b2
 //	out = l2norm(tanh(mean(x)·W + b))
-func (m *Model) embedIDs(ids []int) []float32 {
-	if len(ids) > m.maxTokens {
-		ids = ids[:m.maxTokens]
+//
+// Only attention and the mean mix rows, and they stay within a text. A
+// batch of at least teamMinRows rows shares its matrix products with up
+// to helpers other goroutines (see team).
+func (m *Model) embedBatch(ids [][]int, out [][]float32, helpers int) {
+	off := make([]int, len(ids)+1) // text t has rows off[t]:off[t+1]
+	for t, s := range ids {
+		off[t+1] = off[t] + len(s)
 	}
-	n := len(ids)
-	a := getArena(n)
-	defer putArena(a, n)
-	pooled := a.take(m.dim)
-	if n > 0 {
-		m.encode(ids, pooled, a)
+	n := off[len(ids)]
+	p := &pass{ar: getArena(n)}
+	defer putArena(p.ar, n)
+	if n >= teamMinRows {
+		if p.tm = newTeam(helpers); p.tm != nil {
+			defer p.tm.close()
+		}
 	}
-	h := make([]float32, m.dim)
-	matmul(h, pooled, 1, &m.hidden)
-	var ss float32
-	for i, v := range h {
-		t := float32(math.Tanh(float64(v)))
-		h[i] = t
-		ss += t * t
+	pooled := m.encode(p, ids, off)
+	h := p.ar.takeDirty(len(ids) * m.dim)
+	p.matmul(h, pooled, len(ids), &m.hidden, nil, false)
+	for t := range ids {
+		v := make([]float32, m.dim)
+		var ss float32
+		for i, x := range h[t*m.dim : (t+1)*m.dim] {
+			th := float32(math.Tanh(float64(x)))
+			v[i] = th
+			ss += th * th
+		}
+		r := float32(1 / math.Sqrt(float64(max(ss, m.l2Eps))))
+		for i := range v {
+			v[i] *= r
+		}
+		out[t] = v
 	}
-	r := float32(1 / math.Sqrt(float64(max(ss, m.l2Eps))))
-	for i := range h {
-		h[i] *= r
-	}
-	return h
 }
 
-// encode writes the mean over the n tokens of the transformer's output.
-func (m *Model) encode(ids []int, pooled []float32, a *arena) {
-	n := len(ids)
+// encode returns, per text, the mean over its tokens of the
+// transformer's output (zero for a text of no tokens).
+func (m *Model) encode(p *pass, ids [][]int, off []int) []float32 {
 	d := m.embDim
-	x := a.take(n * d)
+	x := p.ar.takeDirty(off[len(ids)] * d)
 	half := d / 2
-	for p, id := range ids {
-		if id < 0 || id >= m.vocab {
-			panic(fmt.Sprintf("embed: token id %d outside vocabulary", id))
-		}
-		row := x[p*d : (p+1)*d]
-		m.embedding(row, id)
-		for k := range half {
-			s := float32(p) * m.timing[k]
-			sin, cos := math.Sincos(float64(s))
-			row[k] = row[k] + (row[k] + float32(sin))
-			row[half+k] = row[half+k] + (row[half+k] + float32(cos))
-		}
-	}
-	for i := range m.layers {
-		x = m.layers[i].forward(x, n, m.lnEps, a)
-	}
-	w := m.dim
-	for p := range n {
-		row := x[p*w : (p+1)*w]
-		for k, v := range row {
-			pooled[k] += v
+	for t, s := range ids {
+		for i, id := range s {
+			if id < 0 || id >= m.vocab {
+				panic(fmt.Sprintf("embed: token id %d outside vocabulary", id))
+			}
+			row := x[(off[t]+i)*d : (off[t]+i+1)*d]
+			m.embedding(row, id)
+			for k := range half {
+				s := float32(i) * m.timing[k]
+				sin, cos := math.Sincos(float64(s))
+				row[k] = row[k] + (row[k] + float32(sin))
+				row[half+k] = row[half+k] + (row[half+k] + float32(cos))
+			}
 		}
 	}
-	div := float32(n)
-	for k := range pooled {
-		pooled[k] /= div
+	last := len(m.layers) - 1
+	for i := range m.layers[:last] {
+		x = m.layers[i].forward(p, x, off, m.lnEps)
 	}
+	return m.layers[last].forwardMean(p, x, off, m.lnEps)
 }
 
-// forward runs one transformer layer on n rows of l.in values and returns
-// n rows of l.width values.
-func (l *layer) forward(x []float32, n int, eps float32, ar *arena) []float32 {
-	ln := ar.take(n * l.in)
-	layerNorm(ln, x, n, l.in, l.lnAttnScale, l.lnAttnBias, eps)
+// forward runs one transformer layer on the rows of x (l.in values each)
+// and returns as many rows of l.width values.
+func (l *layer) forward(p *pass, x []float32, off []int, eps float32) []float32 {
+	n := off[len(off)-1]
+	out := p.ar.takeDirty(n * l.width)
+	defer p.ar.release(p.ar.off)
+	hid, a := l.attend(p, x, off, eps)
+	p.matmul(out, hid, n, &l.ffn2, a, false)
+	return out
+}
 
-	// Residual input: the layer input, widened in Layer_0.
-	a := x
-	if l.residual != nil {
-		a = ar.take(n * l.width)
-		matmul(a, x, n, l.residual)
-	}
-
-	qkv := ar.take(n * 3 * l.qkvSplit)
-	matmul(qkv, ln, n, &l.qkv)
-	ctx := ar.take(n * l.qkvSplit)
-	l.attention(ctx, qkv, n, ar)
-	att := ar.take(n * l.width)
-	matmul(att, ctx, n, &l.proj)
-	for i := range a {
-		a[i] = att[i] + a[i]
-	}
-
-	ln2 := ar.take(n * l.width)
-	layerNorm(ln2, a, n, l.width, l.lnFFNScale, l.lnFFNBias, eps)
-	hid := ar.take(n * l.ffn1.out)
-	matmul(hid, ln2, n, &l.ffn1)
-	for i, v := range hid {
-		hid[i] = max(v, 0)
-	}
-	out := ar.take(n * l.width)
-	matmul(out, hid, n, &l.ffn2)
-	for i := range out {
-		out[i] += a[i]
+// forwardMean is forward followed by the mean over each text's rows (zero
+// for a text of no rows). The mean commutes with the FFN's second matrix
+// product, so that product runs on one row per text instead of one per
+// token.
+func (l *layer) forwardMean(p *pass, x []float32, off []int, eps float32) []float32 {
+	texts := len(off) - 1
+	out := p.ar.takeDirty(texts * l.width)
+	defer p.ar.release(p.ar.off)
+	hid, a := l.attend(p, x, off, eps)
+	inner := l.ffn2.in
+	mh := p.ar.take(texts * inner)
+	ma := p.ar.take(texts * l.width)
+	meanRows(mh, hid, off, inner)
+	meanRows(ma, a, off, l.width)
+	p.matmul(out, mh, texts, &l.ffn2, ma, false)
+	for t := range texts {
+		if off[t] == off[t+1] {
+			clear(out[t*l.width : (t+1)*l.width])
+		}
 	}
 	return out
 }
 
-// attention is scaled dot-product attention with l.heads heads over n
-// positions, none of them padding. qkv holds per row q, k, v of
-// heads*depth values each; ctx, zero on entry, receives per row the heads'
-// outputs side by side (combine_heads).
-func (l *layer) attention(ctx, qkv []float32, n int, ar *arena) {
+// meanRows sets row t of dst (c values) to the mean of rows off[t]:off[t+1]
+// of x, or leaves it zero when there are none.
+func meanRows(dst, x []float32, off []int, c int) {
+	for t := range len(off) - 1 {
+		d := dst[t*c : (t+1)*c]
+		for r := off[t]; r < off[t+1]; r++ {
+			for k, v := range x[r*c : (r+1)*c] {
+				d[k] += v
+			}
+		}
+		if n := off[t+1] - off[t]; n > 0 {
+			div := float32(n)
+			for k := range d {
+				d[k] /= div
+			}
+		}
+	}
+}
+
+// attend runs a layer up to the FFN's second matrix product: it returns
+// relu(LN(a)·W1+b1) and a = MHA(LN(x)) + residual(x), for every row.
+func (l *layer) attend(p *pass, x []float32, off []int, eps float32) (hid, a []float32) {
+	n := off[len(off)-1]
+	ln := p.ar.takeDirty(n * l.in)
+	p.rows(n, func(r0, r1 int) {
+		layerNorm(ln[r0*l.in:r1*l.in], x[r0*l.in:r1*l.in], r1-r0, l.in, l.lnAttnScale, l.lnAttnBias, eps)
+	})
+
+	// Residual input: the layer input, widened in Layer_0.
+	a = x
+	if l.residual != nil {
+		a = p.ar.takeDirty(n * l.width)
+		p.matmul(a, x, n, l.residual, nil, false)
+	}
+
+	qkv := p.ar.takeDirty(n * 3 * l.qkvSplit)
+	p.matmul(qkv, ln, n, &l.qkv, nil, false)
+	ctx := p.ar.take(n * l.qkvSplit)
+	p.each((len(off)-1)*l.heads, func(i int, buf *[]float32) {
+		t, h := i/l.heads, i%l.heads
+		r0, r1 := off[t], off[t+1]
+		l.attention(ctx[r0*l.qkvSplit:r1*l.qkvSplit], qkv[r0*3*l.qkvSplit:r1*3*l.qkvSplit], r1-r0, h, buf)
+	})
+	p.matmul(a, ctx, n, &l.proj, a, false)
+
+	ln2 := p.ar.takeDirty(n * l.width)
+	p.rows(n, func(r0, r1 int) {
+		layerNorm(ln2[r0*l.width:r1*l.width], a[r0*l.width:r1*l.width], r1-r0, l.width, l.lnFFNScale, l.lnFFNBias, eps)
+	})
+	hid = p.ar.takeDirty(n * l.ffn1.out)
+	p.matmul(hid, ln2, n, &l.ffn1, nil, true)
+	return hid, a
+}
+
+// attention is scaled dot-product attention of head h over n positions,
+// none of them padding. qkv holds per row q, k, v of heads*depth values
+// each; ctx, zero on entry, receives per row the head's output in its
+// place among the heads' (combine_heads). buf is scratch.
+func (l *layer) attention(ctx, qkv []float32, n, h int, buf *[]float32) {
 	stride := 3 * l.qkvSplit
 	dep := l.depth
-	scores := ar.take(n)
-	q := ar.take(dep)
-	for h := range l.heads {
-		for i := range n {
-			qi := qkv[i*stride+h*dep : i*stride+(h+1)*dep]
-			for k, v := range qi {
-				q[k] = v * l.qScale
-			}
-			mx := float32(math.Inf(-1))
-			for j := range n {
-				kj := qkv[j*stride+l.qkvSplit+h*dep : j*stride+l.qkvSplit+(h+1)*dep]
-				s := dot(q, kj)
-				scores[j] = s
-				mx = max(mx, s)
-			}
-			var sum float32
-			for j, s := range scores {
-				e := float32(math.Exp(float64(s - mx)))
-				scores[j] = e
-				sum += e
-			}
-			out := ctx[i*l.qkvSplit+h*dep : i*l.qkvSplit+(h+1)*dep]
-			for j, s := range scores {
-				w := s / sum
-				axpy(w, qkv[j*stride+2*l.qkvSplit+h*dep:j*stride+2*l.qkvSplit+(h+1)*dep], out)
-			}
+	if cap(*buf) < n+dep {
+		*buf = make([]float32, n+dep)
+	}
+	scores, q := (*buf)[:n], (*buf)[n:n+dep]
+	for i := range n {
+		qi := qkv[i*stride+h*dep : i*stride+(h+1)*dep]
+		for k, v := range qi {
+			q[k] = v * l.qScale
+		}
+		mx := float32(math.Inf(-1))
+		for j := range n {
+			kj := qkv[j*stride+l.qkvSplit+h*dep : j*stride+l.qkvSplit+(h+1)*dep]
+			s := dot(q, kj)
+			scores[j] = s
+			mx = max(mx, s)
+		}
+		var sum float32
+		for j, s := range scores {
+			e := float32(math.Exp(float64(s - mx)))
+			scores[j] = e
+			sum += e
+		}
+		out := ctx[i*l.qkvSplit+h*dep : i*l.qkvSplit+(h+1)*dep]
+		for j, s := range scores {
+			w := s / sum
+			axpy(w, qkv[j*stride+2*l.qkvSplit+h*dep:j*stride+2*l.qkvSplit+(h+1)*dep], out)
 		}
 	}
 }
@@ -213,38 +307,52 @@ func layerNorm(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
 	}
 }
 
-// arena hands out the zeroed scratch slices of one embedIDs call from one
-// buffer, so a short text embeds with few allocations. A slice it cannot
-// fit is allocated on its own, and the next use of the arena (after
-// reset) makes room for the whole call.
+// arena hands out the scratch slices of one embedBatch call from one
+// buffer, so that a short batch embeds with few allocations. It is a
+// stack: release(mark) takes back the slices handed out since off was
+// mark. A slice that does not fit is allocated on its own, and the next
+// use of the arena (after reset) makes room for the whole call.
 type arena struct {
 	buf       []float32
-	off, need int
+	off, peak int // values handed out, as if all fit, and their most
 }
 
-// take returns n zeroed values, valid until reset.
+// take returns n zeroed values, valid until reset or a release past them.
 func (a *arena) take(n int) []float32 {
-	a.need += n
-	if a.off+n > len(a.buf) {
-		return make([]float32, n)
-	}
-	s := a.buf[a.off : a.off+n : a.off+n]
-	a.off += n
+	s := a.takeDirty(n)
 	clear(s)
 	return s
 }
 
-func (a *arena) reset() {
-	if a.need > len(a.buf) {
-		a.buf = make([]float32, a.need)
+// takeDirty is take for a slice the caller overwrites whole: its values
+// are left as they were.
+func (a *arena) takeDirty(n int) []float32 {
+	var s []float32
+	if a.off+n <= len(a.buf) {
+		s = a.buf[a.off : a.off+n : a.off+n]
+	} else {
+		s = make([]float32, n)
 	}
-	a.off, a.need = 0, 0
+	a.off += n
+	a.peak = max(a.peak, a.off)
+	return s
 }
 
-// pooledTokens bounds the texts whose arenas are pooled: queries are short
-// and latency counts there; a long text's arena (about 40 KB per token)
-// would stay in the pool and in the process's memory.
-const pooledTokens = 32
+// release takes back the slices handed out since off was mark.
+func (a *arena) release(mark int) { a.off = mark }
+
+func (a *arena) reset() {
+	if a.peak > len(a.buf) {
+		a.buf = make([]float32, a.peak)
+	}
+	a.off, a.peak = 0, 0
+}
+
+// pooledTokens bounds the batches whose arenas are pooled: queries and
+// their parts are short and latency counts there; a long batch's arena
+// (about 24 KB per token) would stay in the pool and in the process's
+// memory.
+const pooledTokens = batchRows
 
 var arenas = sync.Pool{New: func() any { return new(arena) }}
 
@@ -265,6 +373,7 @@ func putArena(a *arena, n int) {
 	}
 }
 
-// arenaCap is the size of the arena of a text of pooledTokens tokens,
-// generously: 2 layers of about 10,000 values per token, plus the rest.
-const arenaCap = pooledTokens*24<<10 + 8<<10
+// arenaCap is the size of the arena of a batch of pooledTokens tokens,
+// generously: 8,000 values per token (Layer_1 takes about 6,000), plus
+// the rest.
+const arenaCap = pooledTokens*8<<10 + 8<<10
