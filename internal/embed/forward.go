@@ -21,11 +21,23 @@ import (
 // for. The error is always nil today; it is there for models that can
 // fail.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
+	// A call that makes one batch on a team starts the team first: its
+	// helpers take about as long to wake as the texts take to tokenize.
+	var tm *team
+	size := 0
+	for _, t := range texts {
+		size += len(t)
+	}
+	if size >= teamMinBytes && size <= teamMaxBytes {
+		if tm = newTeam(maxHelpers); tm != nil {
+			defer tm.close()
+		}
+	}
 	ids := make([][]int, len(texts))
 	for i, t := range texts {
 		ids[i] = m.tok.encode(t)
 	}
-	return m.embedAll(ids), nil
+	return m.embedAll(ids, tm), nil
 }
 
 // batchRows bounds the tokens of the texts one pass embeds together (a
@@ -36,9 +48,18 @@ const batchRows = 64
 // maxHelpers bounds the goroutines that help with one batch (see team).
 const maxHelpers = 3
 
+// teamMinBytes and teamMaxBytes bound the texts, in bytes, for which Embed
+// starts a team before it tokenizes them: about teamMinRows to batchRows
+// tokens.
+const (
+	teamMinBytes = 4 * teamMinRows
+	teamMaxBytes = 4 * batchRows
+)
+
 // embedAll embeds texts given as token ids, in batches of consecutive
-// texts of at most batchRows tokens in all.
-func (m *Model) embedAll(ids [][]int) [][]float32 {
+// texts of at most batchRows tokens in all. A batch that runs alone may
+// use tm, or starts its own team.
+func (m *Model) embedAll(ids [][]int, tm *team) [][]float32 {
 	out := make([][]float32, len(ids))
 	var bounds []int // batch b is ids[bounds[b]:bounds[b+1]]
 	rows := 0
@@ -57,7 +78,7 @@ func (m *Model) embedAll(ids [][]int) [][]float32 {
 	workers := min(runtime.GOMAXPROCS(0), batches)
 	if workers <= 1 {
 		for b := range batches {
-			m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], maxHelpers)
+			m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], tm, maxHelpers)
 		}
 		return out
 	}
@@ -70,7 +91,7 @@ func (m *Model) embedAll(ids [][]int) [][]float32 {
 				if b >= batches {
 					return
 				}
-				m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], 0)
+				m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], nil, 0)
 			}
 		})
 	}
@@ -80,7 +101,7 @@ func (m *Model) embedAll(ids [][]int) [][]float32 {
 
 // embedIDs embeds one text given as token ids.
 func (m *Model) embedIDs(ids []int) []float32 {
-	return m.embedAll([][]int{ids})[0]
+	return m.embedAll([][]int{ids}, nil)[0]
 }
 
 // embedBatch runs the graph for texts of at most maxTokens tokens each,
@@ -96,9 +117,9 @@ func (m *Model) embedIDs(ids []int) []float32 {
 //	out = l2norm(tanh(mean(x)·W + b))
 //
 // Only attention and the mean mix rows, and they stay within a text. A
-// batch of at least teamMinRows rows shares its matrix products with up
-// to helpers other goroutines (see team).
-func (m *Model) embedBatch(ids [][]int, out [][]float32, helpers int) {
+// batch of at least teamMinRows rows shares its steps with tm, or else
+// with a team of up to helpers goroutines of its own.
+func (m *Model) embedBatch(ids [][]int, out [][]float32, tm *team, helpers int) {
 	off := make([]int, len(ids)+1) // text t has rows off[t]:off[t+1]
 	for t, s := range ids {
 		off[t+1] = off[t] + len(s)
@@ -107,14 +128,16 @@ func (m *Model) embedBatch(ids [][]int, out [][]float32, helpers int) {
 	p := &pass{ar: getArena(n)}
 	defer putArena(p.ar, n)
 	if n >= teamMinRows {
-		if p.tm = newTeam(helpers); p.tm != nil {
-			defer p.tm.close()
+		if p.tm = tm; p.tm == nil {
+			if p.tm = newTeam(helpers); p.tm != nil {
+				defer p.tm.close()
+			}
 		}
 	}
 	pooled := m.encode(p, ids, off)
 	h := p.ar.takeDirty(len(ids) * m.dim)
 	p.matmul(h, pooled, len(ids), &m.hidden, nil, false)
-	for t := range ids {
+	p.each(len(ids), func(t int, _ *[]float32) {
 		v := make([]float32, m.dim)
 		var ss float32
 		for i, x := range h[t*m.dim : (t+1)*m.dim] {
@@ -127,35 +150,57 @@ func (m *Model) embedBatch(ids [][]int, out [][]float32, helpers int) {
 			v[i] *= r
 		}
 		out[t] = v
-	}
+	})
 }
 
 // encode returns, per text, the mean over its tokens of the
 // transformer's output (zero for a text of no tokens).
 func (m *Model) encode(p *pass, ids [][]int, off []int) []float32 {
-	d := m.embDim
-	x := p.ar.takeDirty(off[len(ids)] * d)
-	half := d / 2
-	for t, s := range ids {
-		for i, id := range s {
+	d, half := m.embDim, m.embDim/2
+	n := off[len(ids)]
+	x := p.ar.takeDirty(n * d)
+	signal := m.timingSignal()
+	p.rows(n, func(r0, r1 int) {
+		t := 0
+		for r := r0; r < r1; r++ {
+			for off[t+1] <= r {
+				t++
+			}
+			pos, id := r-off[t], ids[t][r-off[t]]
 			if id < 0 || id >= m.vocab {
 				panic(fmt.Sprintf("embed: token id %d outside vocabulary", id))
 			}
-			row := x[(off[t]+i)*d : (off[t]+i+1)*d]
+			row, sig := x[r*d:(r+1)*d], signal[pos*d:(pos+1)*d]
 			m.embedding(row, id)
 			for k := range half {
-				s := float32(i) * m.timing[k]
-				sin, cos := math.Sincos(float64(s))
-				row[k] = row[k] + (row[k] + float32(sin))
-				row[half+k] = row[half+k] + (row[half+k] + float32(cos))
+				row[k] = row[k] + (row[k] + sig[k])
+				row[half+k] = row[half+k] + (row[half+k] + sig[half+k])
 			}
 		}
-	}
+	})
 	last := len(m.layers) - 1
 	for i := range m.layers[:last] {
 		x = m.layers[i].forward(p, x, off, m.lnEps)
 	}
 	return m.layers[last].forwardMean(p, x, off, m.lnEps)
+}
+
+// timingSignal returns the timing signal the graph adds to the token at
+// each position below maxTokens: embDim values, sin(p*timing[k]) then
+// cos(p*timing[k]).
+func (m *Model) timingSignal() []float32 {
+	m.signalOnce.Do(func() {
+		d, half := m.embDim, m.embDim/2
+		sig := make([]float32, m.maxTokens*d)
+		for p := range m.maxTokens {
+			for k := range half {
+				sin, cos := math.Sincos(float64(float32(p) * m.timing[k]))
+				sig[p*d+k], sig[p*d+half+k] = float32(sin), float32(cos)
+			}
+		}
+		m.signal = sig
+	})
+	return m.signal
 }
 
 // forward runs one transformer layer on the rows of x (l.in values each)
@@ -181,8 +226,8 @@ func (l *layer) forwardMean(p *pass, x []float32, off []int, eps float32) []floa
 	inner := l.ffn2.in
 	mh := p.ar.take(texts * inner)
 	ma := p.ar.take(texts * l.width)
-	meanRows(mh, hid, off, inner)
-	meanRows(ma, a, off, l.width)
+	meanRows(p, mh, hid, off, inner)
+	meanRows(p, ma, a, off, l.width)
 	p.matmul(out, mh, texts, &l.ffn2, ma, false)
 	for t := range texts {
 		if off[t] == off[t+1] {
@@ -193,22 +238,26 @@ func (l *layer) forwardMean(p *pass, x []float32, off []int, eps float32) []floa
 }
 
 // meanRows sets row t of dst (c values) to the mean of rows off[t]:off[t+1]
-// of x, or leaves it zero when there are none.
-func meanRows(dst, x []float32, off []int, c int) {
-	for t := range len(off) - 1 {
-		d := dst[t*c : (t+1)*c]
-		for r := off[t]; r < off[t+1]; r++ {
-			for k, v := range x[r*c : (r+1)*c] {
-				d[k] += v
+// of x, or leaves it zero when there are none, by blocks of columns.
+func meanRows(p *pass, dst, x []float32, off []int, c int) {
+	const cols = 128
+	p.each((c+cols-1)/cols, func(i int, _ *[]float32) {
+		k0, k1 := i*cols, min((i+1)*cols, c)
+		for t := range len(off) - 1 {
+			d := dst[t*c+k0 : t*c+k1]
+			for r := off[t]; r < off[t+1]; r++ {
+				for k, v := range x[r*c+k0 : r*c+k1] {
+					d[k] += v
+				}
+			}
+			if n := off[t+1] - off[t]; n > 0 {
+				div := float32(n)
+				for k := range d {
+					d[k] /= div
+				}
 			}
 		}
-		if n := off[t+1] - off[t]; n > 0 {
-			div := float32(n)
-			for k := range d {
-				d[k] /= div
-			}
-		}
-	}
+	})
 }
 
 // attend runs a layer up to the FFN's second matrix product: it returns
@@ -284,22 +333,39 @@ func (l *layer) attention(ctx, qkv []float32, n, h int, buf *[]float32) {
 }
 
 // layerNorm normalises n rows of c values as the graph's layer_norm ops
-// do: scale*rsqrt(var+eps)*(x-mean) + bias.
+// do: scale*rsqrt(var+eps)*(x-mean) + bias. The sums run in float64, four
+// at a time.
 func layerNorm(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
 	for r := range n {
 		row := x[r*c : (r+1)*c]
 		out := dst[r*c : (r+1)*c]
-		var sum float64
-		for _, v := range row {
-			sum += float64(v)
+		var s0, s1, s2, s3 float64
+		k := 0
+		for ; k+4 <= c; k += 4 {
+			s0 += float64(row[k])
+			s1 += float64(row[k+1])
+			s2 += float64(row[k+2])
+			s3 += float64(row[k+3])
 		}
-		mean := float32(sum / float64(c))
-		var ss float64
-		for k, v := range row {
-			d := v - mean
+		for ; k < c; k++ {
+			s0 += float64(row[k])
+		}
+		mean := float32((s0 + s1 + s2 + s3) / float64(c))
+		s0, s1, s2, s3 = 0, 0, 0, 0
+		for k = 0; k+4 <= c; k += 4 {
+			d0, d1, d2, d3 := row[k]-mean, row[k+1]-mean, row[k+2]-mean, row[k+3]-mean
+			out[k], out[k+1], out[k+2], out[k+3] = d0, d1, d2, d3
+			s0 += float64(d0) * float64(d0)
+			s1 += float64(d1) * float64(d1)
+			s2 += float64(d2) * float64(d2)
+			s3 += float64(d3) * float64(d3)
+		}
+		for ; k < c; k++ {
+			d := row[k] - mean
 			out[k] = d
-			ss += float64(d) * float64(d)
+			s0 += float64(d) * float64(d)
 		}
+		ss := s0 + s1 + s2 + s3
 		rs := float32(1 / math.Sqrt(float64(float32(ss/float64(c))+eps)))
 		for k := range out {
 			out[k] = scale[k]*rs*out[k] + bias[k]

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 )
 
 // ModelName names the model and version this package runs.
@@ -42,6 +43,11 @@ type Model struct {
 	embDim int
 	vocab  int
 	timing []float32 // inverse timescales, embDim/2
+
+	// signal is the timing signal of positions 0..maxTokens-1, embDim
+	// values each (sines, then cosines), made on first use.
+	signalOnce sync.Once
+	signal     []float32
 
 	layers [2]layer
 
