@@ -255,6 +255,7 @@ func (c *Conductor) Start(ctx context.Context) error {
 		ropts.ExtraFlags = cache.RunFlags()
 		ropts.ExtraEnv = cache.RunEnv()
 	}
+	ropts.Modules = c.mods.preload
 	r, err := sandbox.New(ropts)
 	if err != nil {
 		return err
@@ -753,9 +754,14 @@ func reachable(role map[string]config.ToolPolicy, server string) bool {
 	return !ok || !slices.Contains(p.DenyTools, "*")
 }
 
-// writeModule makes sure conv's mcp/<server>.ts holds the current module and
-// returns its path. The file is rewritten only when its content changes;
-// concurrent runs of one conversation take turns. A role's modules live in
+// writeModule makes sure conv's mcp/<server>.ts holds the current module
+// and returns the path programs import: an immutable copy named by its
+// content, mcp/.v/<server>-<sha256 prefix>.ts. Because a path never
+// changes content, a pooled sandbox may load the conversation's modules
+// while it waits (see Modules in sandbox.Options) and a run importing that
+// path gets exactly what it asked for; a changed tool list is a new path.
+// Files are written only when their content changes; concurrent runs of
+// one conversation take turns. A role's modules live in
 // mcp/.role-<hash of its policy>/, so that runs of one conversation under
 // different roles never import each other's modules.
 func (c *Conductor) writeModule(conv *conversation.Conversation, server string, role map[string]config.ToolPolicy) (string, error) {
@@ -769,30 +775,58 @@ func (c *Conductor) writeModule(conv *conversation.Conversation, server string, 
 		sum := sha256.Sum256(b)
 		dir = filepath.Join(dir, ".role-"+hex.EncodeToString(sum[:8]))
 	}
-	path := filepath.Join(dir, tsgen.FileName(server))
+	name := tsgen.FileName(server)
+	path := filepath.Join(dir, name)
+	sum := sha256.Sum256([]byte(src))
+	vpath := filepath.Join(dir, ".v", strings.TrimSuffix(name, ".ts")+"-"+hex.EncodeToString(sum[:6])+".ts")
 	defer c.convs.Lock(conv.Dir)()
-	if role != nil {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	if !c.mods.written(path, src) || !c.mods.written(vpath, src) {
+		if err := os.MkdirAll(filepath.Dir(vpath), 0o755); err != nil {
 			return "", err
 		}
+		for _, p := range []string{path, vpath} {
+			if err := writeIfChanged(p, src); err != nil {
+				return "", err
+			}
+			c.mods.wrote(p, src)
+		}
+		pruneVersions(vpath, c.mods.current(conv.Dir, path))
 	}
-	if c.mods.written(path, src) {
-		return path, nil
-	}
+	c.mods.use(conv.Dir, path, vpath)
+	return vpath, nil
+}
+
+// writeIfChanged replaces path with a read-only file holding src, unless
+// it holds src already.
+func writeIfChanged(path, src string) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == src {
-		c.mods.wrote(path, src)
-		return path, nil
+		return nil
 	}
 	tmp := path + ".tmp"
 	os.Remove(tmp) // left by a crash; read-only, so WriteFile cannot truncate it
 	if err := os.WriteFile(tmp, []byte(src), 0o444); err != nil {
-		return "", err
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
+	return os.Rename(tmp, path)
+}
+
+// pruneVersions removes the versions of vpath's module other than vpath
+// and prev (the one runs used until now, which one may still be loading).
+func pruneVersions(vpath, prev string) {
+	base := filepath.Base(vpath)
+	prefix := base[:strings.LastIndexByte(base, '-')+1]
+	entries, err := os.ReadDir(filepath.Dir(vpath))
+	if err != nil {
+		return
 	}
-	c.mods.wrote(path, src)
-	return path, nil
+	for _, e := range entries {
+		p := filepath.Join(filepath.Dir(vpath), e.Name())
+		n := strings.TrimPrefix(e.Name(), prefix)
+		if n == e.Name() || strings.ContainsAny(n, "-") || p == vpath || p == prev {
+			continue // another server's module ("a" and "a-b" share a prefix)
+		}
+		os.Remove(p)
+	}
 }
 
 // ToolMatch is one search result.

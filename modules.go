@@ -3,6 +3,7 @@ package conductor
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -17,6 +18,10 @@ type moduleCache struct {
 	mu   sync.Mutex
 	src  map[string]string // tool-set key -> module source
 	file map[string]string // path -> source last written there
+	// inUse maps a conversation directory to the versioned module each of
+	// its mcp/<server>.ts paths resolves to now: what its pooled sandboxes
+	// preload.
+	inUse map[string]map[string]string
 }
 
 const maxCachedModules = 256
@@ -80,4 +85,43 @@ func (m *moduleCache) wrote(path, src string) {
 		m.file = map[string]string{}
 	}
 	m.file[path] = src
+}
+
+// use records that conversation dir imports path as vpath.
+func (m *moduleCache) use(dir, path, vpath string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.inUse[dir][path] == vpath {
+		return
+	}
+	if m.inUse == nil || len(m.inUse) >= 16*maxCachedModules {
+		m.inUse = map[string]map[string]string{}
+	}
+	if m.inUse[dir] == nil {
+		m.inUse[dir] = map[string]string{}
+	}
+	m.inUse[dir][path] = vpath
+}
+
+// current is the versioned module path runs of dir import for path, or "".
+func (m *moduleCache) current(dir, path string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.inUse[dir][path]
+}
+
+// maxPreload bounds the modules a pooled sandbox loads ahead.
+const maxPreload = 8
+
+// preload lists the versioned modules runs of dir imported lately, for
+// the sandbox pool to load into the conversation's spares.
+func (m *moduleCache) preload(dir string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, v := range m.inUse[dir] {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out[:min(len(out), maxPreload)]
 }

@@ -129,6 +129,12 @@ func runTestServer() {
 		os.Exit(3)
 		return nil, nil, nil
 	})
+	mcp.AddTool(srv, &mcp.Tool{Name: "grow", Description: "adds the tool grown (the server then says its tool list changed)"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		mcp.AddTool(srv, &mcp.Tool{Name: "grown", Description: "exists once grow was called"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+			return textResult("grown " + in.Text), nil, nil
+		})
+		return textResult("grew"), nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "denied_tool", Description: "the policy denies it"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		return textResult("denied_tool ran"), nil, nil
 	})
@@ -925,5 +931,44 @@ stolen;
 	}
 	if strings.Contains(all, `"t":"run"`) || strings.Contains(all, "secret") {
 		t.Fatalf("user code read the run frame from stdin: %s", all)
+	}
+}
+
+// TestModuleFollowsToolList: when a server's tool list changes, the next
+// program imports the new module, even from a warm sandbox that loaded the
+// old one while it waited (modules are imported by content-named paths);
+// the conversation keeps at most the current and the previous version.
+func TestModuleFollowsToolList(t *testing.T) {
+	t.Parallel()
+	c := newConductor(t, []config.Server{goServer(t, "go", "")}, nil)
+	conv := newConv(t, c)
+	if got := run(t, c, conv, `import * as go from "./mcp/go"; typeof (go as any).grown`); got != "undefined" {
+		t.Fatalf("before grow: typeof go.grown = %v", got)
+	}
+	if got := run(t, c, conv, `import * as go from "./mcp/go"; await go.grow({})`); got != "grew" {
+		t.Fatalf("grow = %v", got)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.LoadToolSpec(ctx, conv, "go.grown"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the conductor never saw the tool grown")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := run(t, c, conv, `import * as go from "./mcp/go"; await go.grown({text: "ok"})`); got != "grown ok" {
+		t.Fatalf("after grow: go.grown = %v", got)
+	}
+	dir := filepath.Join(c.Config().Workspace, conv, "mcp")
+	human, err := os.ReadFile(filepath.Join(dir, "go.ts"))
+	if err != nil || !strings.Contains(string(human), "grown") {
+		t.Fatalf("mcp/go.ts does not show the new tool (%v)", err)
+	}
+	versions, _ := filepath.Glob(filepath.Join(dir, ".v", "go-*.ts"))
+	if len(versions) == 0 || len(versions) > 2 {
+		t.Fatalf("versions kept: %v, want the current and at most the previous one", versions)
 	}
 }

@@ -50,7 +50,7 @@ func newTestEnvPool(t testing.TB, pooled bool) *testEnv {
 // newTestEnvWith builds a Runner (with the pool options pool returns for the
 // workspace, when pool is non-nil) and prepares conversation c1. Cleanup
 // closes the Runner and waits until no harness process is left.
-func newTestEnvWith(t testing.TB, pool func(ws string) PoolOptions) *testEnv {
+func newTestEnvWith(t testing.TB, pool func(ws string) PoolOptions, more ...func(ws string, o *Options)) *testEnv {
 	t.Helper()
 	base := t.TempDir()
 	ws := filepath.Join(base, "workspace")
@@ -62,6 +62,9 @@ func newTestEnvWith(t testing.TB, pool func(ws string) PoolOptions) *testEnv {
 	}
 	if pool != nil {
 		opts.Pool = pool(ws)
+	}
+	for _, m := range more {
+		m(ws, &opts)
 	}
 	r, err := New(opts)
 	if err != nil {

@@ -306,7 +306,7 @@ func (p *pool) spawnOne(s *slot) {
 	}
 	p.live.Add(1)
 	p.mu.Unlock()
-	pr, err := p.r.start(s.key, s.dir, s.args, s.mem, true)
+	pr, err := p.r.start(s.key, s.dir, p.r.withModules(s.dir, s.args), s.mem, true)
 	p.mu.Lock()
 	if err != nil {
 		if s.cancel > 0 {

@@ -363,3 +363,48 @@ func TestPoolRecreatedDir(t *testing.T) {
 		t.Errorf("run in the recreated directory (used %d, stale %d): %s", used, stale, describe(res))
 	}
 }
+
+// TestPoolPreloadsModules: a spare loads the modules Options.Modules lists
+// for its directory before it says ready, once; a run importing one gets
+// that instance. Modules outside the directory's mcp/ are never loaded.
+func TestPoolPreloadsModules(t *testing.T) {
+	t.Parallel()
+	var mod string
+	e := newTestEnvWith(t, testPoolOptions, func(ws string, o *Options) {
+		dir := filepath.Join(ws, "c1")
+		mod = filepath.Join(dir, "mcp", ".v", "m-1.ts")
+		other := filepath.Join(ws, "c2", "mcp", ".v", "x-1.ts")
+		for path, src := range map[string]string{
+			mod:   "(globalThis as any).__loads = ((globalThis as any).__loads ?? 0) + 1;\nexport const v: number = 7;\n",
+			other: "(globalThis as any).__outside = true;\nexport const v = 0;\n",
+		} {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(src), 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.Modules = func(d string) []string {
+			if d != dir {
+				return nil
+			}
+			return []string{mod, other, "relative/m.ts"}
+		}
+	})
+	perms := config.Permissions{Read: []string{e.ws}, Write: []string{e.ws}}
+	withPerms := func(s *Spec) {
+		s.Permissions = perms
+		s.Importer = Importer{Module: func(string) (string, error) { return mod, nil }}
+	}
+	eventually(t, "a ready spare", func() bool { return len(readyPids(e.r)) > 0 })
+	res := e.run(t, "[(globalThis as any).__loads ?? 0, (globalThis as any).__outside ?? false]", withPerms)
+	if res.Error != nil || string(res.Value) != "[1,false]" {
+		t.Fatalf("spare globals = %s (%+v), want [1,false]: the module loaded once, nothing outside mcp/", res.Value, res.Error)
+	}
+	eventually(t, "a ready spare", func() bool { return len(readyPids(e.r)) > 0 })
+	res = e.run(t, `import * as m from "./mcp/m"; [m.v, (globalThis as any).__loads]`, withPerms)
+	if res.Error != nil || string(res.Value) != "[7,1]" {
+		t.Fatalf("import of a preloaded module = %s (%+v), want [7,1]", res.Value, res.Error)
+	}
+}

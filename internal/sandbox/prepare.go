@@ -218,6 +218,9 @@ func refuse(format string, args ...any) error {
 	return &importError{msg: fmt.Sprintf(format, args...)}
 }
 
+// fileURL is the URL the harness imports a generated module by.
+func fileURL(path string) string { return "file://" + path }
+
 // resolveImport maps one import specifier of user code to what the blob
 // module may load, or refuses it.
 func resolveImport(spec string, imp Importer) (string, error) {
@@ -229,7 +232,7 @@ func resolveImport(spec string, imp Importer) (string, error) {
 		if err != nil {
 			return "", refuse("import %q: %v", spec, err)
 		}
-		return "file://" + path, nil
+		return fileURL(path), nil
 	}
 	switch {
 	case strings.HasPrefix(spec, "./"), strings.HasPrefix(spec, "../"), strings.HasPrefix(spec, "/"),

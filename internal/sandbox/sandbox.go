@@ -118,6 +118,11 @@ type Options struct {
 	// administrator-approved code from the read-only cache, importable by
 	// user code anyway, and then already loaded when it does.
 	Preload []string
+	// Modules, if set, lists the module files a pooled process for a
+	// conversation directory loads while it waits, so a run importing one
+	// finds it loaded. Each file must be immutable (its path names its
+	// content): a spare may serve any later run of the directory.
+	Modules func(dir string) []string
 	// HidePaths maps more host paths (e.g. the dependency cache root) to
 	// the labels that replace them in everything a run returns.
 	HidePaths map[string]string

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +73,27 @@ func (r *Runner) args(memoryMB int, packages bool, permFlags []string) []string 
 		args = append(args, r.opts.Preload...)
 	}
 	return args
+}
+
+// withModules appends to a spare's command line the modules of dir to
+// load ahead (see Options.Modules). They are not part of the profile: a
+// spare that loaded other versions is still a valid process for the
+// directory, only not a preloaded one.
+func (r *Runner) withModules(dir string, args []string) []string {
+	if r.opts.Modules == nil {
+		return args
+	}
+	mods := r.opts.Modules(dir)
+	if len(mods) == 0 {
+		return args
+	}
+	out := slices.Clip(args)
+	for _, m := range mods {
+		if filepath.IsAbs(m) && within(m, filepath.Join(dir, "mcp")) {
+			out = append(out, fileURL(m))
+		}
+	}
+	return out
 }
 
 // start starts the harness in dir with args and applies the limits that do
