@@ -15,7 +15,8 @@ bench ./internal/sandbox 'BenchmarkPool$|BenchmarkIdleProcessRSS' 40x
 bench ./internal/server 'BenchmarkExecuteCode$' 40x
 bench ./internal/server 'BenchmarkHTTPExecuteCode' 300x
 bench . 'BenchmarkAllowedPackage$' 20x
-bench . 'BenchmarkParallelToolCalls|BenchmarkBridgeOverhead' 10x
+bench . 'BenchmarkParallelToolCalls' 10x
+bench . 'BenchmarkBridgeOverhead' 40x
 bench . 'BenchmarkTwoMessageTokens' 1x
 bench . 'BenchmarkConversationMemory' 1x
 bench ./internal/deps 'BenchmarkInstall' 1x
