@@ -136,7 +136,7 @@ func (m *Model) embedBatch(ids [][]int, out [][]float32, tm *team, helpers int) 
 	}
 	pooled := m.encode(p, ids, off)
 	h := p.ar.takeDirty(len(ids) * m.dim)
-	p.matmul(h, pooled, len(ids), &m.hidden, nil, false)
+	p.matmul(h, pooled, len(ids), &m.hidden, epilogue{})
 	p.each(len(ids), func(t int, _ *[]float32) {
 		v := make([]float32, m.dim)
 		var ss float32
@@ -209,8 +209,8 @@ func (l *layer) forward(p *pass, x []float32, off []int, eps float32) []float32 
 	n := off[len(off)-1]
 	out := p.ar.takeDirty(n * l.width)
 	defer p.ar.release(p.ar.off)
-	hid, a := l.attend(p, x, off, eps)
-	p.matmul(out, hid, n, &l.ffn2, a, false)
+	hid, a := l.attend(p, x, off, eps, nil, nil)
+	p.matmul(out, hid, n, &l.ffn2, epilogue{add: a})
 	return out
 }
 
@@ -222,13 +222,10 @@ func (l *layer) forwardMean(p *pass, x []float32, off []int, eps float32) []floa
 	texts := len(off) - 1
 	out := p.ar.takeDirty(texts * l.width)
 	defer p.ar.release(p.ar.off)
-	hid, a := l.attend(p, x, off, eps)
-	inner := l.ffn2.in
-	mh := p.ar.take(texts * inner)
+	mh := p.ar.take(texts * l.ffn2.in)
 	ma := p.ar.take(texts * l.width)
-	meanRows(p, mh, hid, off, inner)
-	meanRows(p, ma, a, off, l.width)
-	p.matmul(out, mh, texts, &l.ffn2, ma, false)
+	l.attend(p, x, off, eps, mh, ma)
+	p.matmul(out, mh, texts, &l.ffn2, epilogue{add: ma})
 	for t := range texts {
 		if off[t] == off[t+1] {
 			clear(out[t*l.width : (t+1)*l.width])
@@ -237,32 +234,11 @@ func (l *layer) forwardMean(p *pass, x []float32, off []int, eps float32) []floa
 	return out
 }
 
-// meanRows sets row t of dst (c values) to the mean of rows off[t]:off[t+1]
-// of x, or leaves it zero when there are none, by blocks of columns.
-func meanRows(p *pass, dst, x []float32, off []int, c int) {
-	const cols = 128
-	p.each((c+cols-1)/cols, func(i int, _ *[]float32) {
-		k0, k1 := i*cols, min((i+1)*cols, c)
-		for t := range len(off) - 1 {
-			d := dst[t*c+k0 : t*c+k1]
-			for r := off[t]; r < off[t+1]; r++ {
-				for k, v := range x[r*c+k0 : r*c+k1] {
-					d[k] += v
-				}
-			}
-			if n := off[t+1] - off[t]; n > 0 {
-				div := float32(n)
-				for k := range d {
-					d[k] /= div
-				}
-			}
-		}
-	})
-}
-
 // attend runs a layer up to the FFN's second matrix product: it returns
-// relu(LN(a)·W1+b1) and a = MHA(LN(x)) + residual(x), for every row.
-func (l *layer) attend(p *pass, x []float32, off []int, eps float32) (hid, a []float32) {
+// relu(LN(a)·W1+b1) and a = MHA(LN(x)) + residual(x), for every row. With
+// mh and ma (zero, a row per text), it stores their means over each
+// text's rows there instead, and returns no hid.
+func (l *layer) attend(p *pass, x []float32, off []int, eps float32, mh, ma []float32) (hid, a []float32) {
 	n := off[len(off)-1]
 	ln := p.ar.takeDirty(n * l.in)
 	p.rows(n, func(r0, r1 int) {
@@ -271,27 +247,29 @@ func (l *layer) attend(p *pass, x []float32, off []int, eps float32) (hid, a []f
 
 	// Residual input: the layer input, widened in Layer_0.
 	a = x
+	qkv := p.ar.takeDirty(n * 3 * l.qkvSplit)
 	if l.residual != nil {
 		a = p.ar.takeDirty(n * l.width)
-		p.matmul(a, x, n, l.residual, nil, false)
+		p.products(n, product{a, x, l.residual, epilogue{}}, product{qkv, ln, &l.qkv, epilogue{}})
+	} else {
+		p.matmul(qkv, ln, n, &l.qkv, epilogue{})
 	}
-
-	qkv := p.ar.takeDirty(n * 3 * l.qkvSplit)
-	p.matmul(qkv, ln, n, &l.qkv, nil, false)
 	ctx := p.ar.take(n * l.qkvSplit)
 	p.each((len(off)-1)*l.heads, func(i int, buf *[]float32) {
 		t, h := i/l.heads, i%l.heads
 		r0, r1 := off[t], off[t+1]
 		l.attention(ctx[r0*l.qkvSplit:r1*l.qkvSplit], qkv[r0*3*l.qkvSplit:r1*3*l.qkvSplit], r1-r0, h, buf)
 	})
-	p.matmul(a, ctx, n, &l.proj, a, false)
+	p.matmul(a, ctx, n, &l.proj, epilogue{add: a, mean: ma, off: off})
 
 	ln2 := p.ar.takeDirty(n * l.width)
 	p.rows(n, func(r0, r1 int) {
 		layerNorm(ln2[r0*l.width:r1*l.width], a[r0*l.width:r1*l.width], r1-r0, l.width, l.lnFFNScale, l.lnFFNBias, eps)
 	})
-	hid = p.ar.takeDirty(n * l.ffn1.out)
-	p.matmul(hid, ln2, n, &l.ffn1, nil, true)
+	if mh == nil {
+		hid = p.ar.takeDirty(n * l.ffn1.out)
+	}
+	p.matmul(hid, ln2, n, &l.ffn1, epilogue{relu: true, mean: mh, off: off})
 	return hid, a
 }
 
@@ -332,10 +310,9 @@ func (l *layer) attention(ctx, qkv []float32, n, h int, buf *[]float32) {
 	}
 }
 
-// layerNorm normalises n rows of c values as the graph's layer_norm ops
-// do: scale*rsqrt(var+eps)*(x-mean) + bias. The sums run in float64, four
-// at a time.
-func layerNorm(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
+// layerNormGeneric is layerNorm in plain Go. The sums run in float64,
+// four at a time.
+func layerNormGeneric(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
 	for r := range n {
 		row := x[r*c : (r+1)*c]
 		out := dst[r*c : (r+1)*c]

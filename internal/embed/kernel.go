@@ -97,6 +97,10 @@ func dot4(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
 	return
 }
 
+// layerNorm normalises n rows of c values as the graph's layer_norm ops
+// do: scale*rsqrt(var+eps)*(x-mean) + bias.
+var layerNorm = layerNormGeneric
+
 // dot returns the dot product of x and y[:len(x)].
 var dot = dotGeneric
 

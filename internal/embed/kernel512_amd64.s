@@ -361,3 +361,93 @@ kernZq_sum:
 	JLE  kernZq_group
 	VZEROUPPER
 	RET
+
+// The layer norm of a row (forward.go, layerNorm) in three passes, with
+// its sums in float64 like the generic code.
+
+// SUMPD leaves in X0 the sum of the eight float64 values of Z0.
+#define SUMPD \
+	VEXTRACTF64X4 $1, Z0, Y1 \
+	VADDPD Y1, Y0, Y0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPD X1, X0, X0 \
+	VUNPCKHPD X0, X0, X1 \
+	VADDSD X1, X0, X0
+
+// func sumZ(x *float32, n int) float64
+// The sum of x[0:n] in float64; n % 16 == 0, n > 0.
+TEXT ·sumZ(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPD Z0, Z0, Z0
+	VXORPD Z1, Z1, Z1
+	XORQ AX, AX
+
+loopsum:
+	VCVTPS2PD (SI)(AX*4), Z2
+	VCVTPS2PD 32(SI)(AX*4), Z3
+	VADDPD Z2, Z0, Z0
+	VADDPD Z3, Z1, Z1
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  loopsum
+
+	VADDPD Z1, Z0, Z0
+	SUMPD
+	MOVSD X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func centerZ(dst, x *float32, n int, mean float32) float64
+// dst[i] = x[i] - mean for i < n, and returns the sum of their squares in
+// float64; n % 16 == 0, n > 0.
+TEXT ·centerZ(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS mean+24(FP), Z4
+	VXORPD Z0, Z0, Z0
+	VXORPD Z1, Z1, Z1
+	XORQ AX, AX
+
+loopcenter:
+	VMOVUPS (SI)(AX*4), Z2
+	VSUBPS Z4, Z2, Z2
+	VMOVUPS Z2, (DI)(AX*4)
+	VCVTPS2PD Y2, Z3
+	VEXTRACTF64X4 $1, Z2, Y5
+	VCVTPS2PD Y5, Z5
+	VFMADD231PD Z3, Z3, Z0
+	VFMADD231PD Z5, Z5, Z1
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  loopcenter
+
+	VADDPD Z1, Z0, Z0
+	SUMPD
+	MOVSD X0, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func scaleShiftZ(dst, scale, bias *float32, n int, rs float32)
+// dst[i] = scale[i]*rs*dst[i] + bias[i] for i < n, rounded after each
+// operation as in Go; n % 16 == 0, n > 0.
+TEXT ·scaleShiftZ(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ scale+8(FP), SI
+	MOVQ bias+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS rs+32(FP), Z4
+	XORQ AX, AX
+
+loopscale:
+	VMULPS (SI)(AX*4), Z4, Z2
+	VMULPS (DI)(AX*4), Z2, Z2
+	VADDPS (DX)(AX*4), Z2, Z2
+	VMOVUPS Z2, (DI)(AX*4)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  loopscale
+
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@
 package embed
 
 import (
+	"math"
 	"sync"
 
 	"golang.org/x/sys/cpu"
@@ -41,6 +42,15 @@ func kernY(x, w *float32, in, n int, dst *float32, out int, b *float32)
 //go:noescape
 func kernYq(x *float32, w *int8, in, n int, dst *float32, out int, b, s *float32)
 
+//go:noescape
+func sumZ(x *float32, n int) float64
+
+//go:noescape
+func centerZ(dst, x *float32, n int, mean float32) float64
+
+//go:noescape
+func scaleShiftZ(dst, scale, bias *float32, n int, rs float32)
+
 var (
 	useAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 	useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
@@ -54,6 +64,24 @@ func init() {
 	}
 	if useAVX512 {
 		matmul = matmulAVX512
+		layerNorm = layerNormAVX512
+	}
+}
+
+// layerNormAVX512 is layerNorm for c % 16 == 0, falling back to the
+// generic code for other shapes. It rounds as the generic code does but
+// for the order of the float64 sums.
+func layerNormAVX512(dst, x []float32, n, c int, scale, bias []float32, eps float32) {
+	if c%16 != 0 || c == 0 || len(x) < n*c || len(dst) < n*c || len(scale) < c || len(bias) < c {
+		layerNormGeneric(dst, x, n, c, scale, bias, eps)
+		return
+	}
+	for r := range n {
+		row, out := &x[r*c], &dst[r*c]
+		mean := float32(sumZ(row, c) / float64(c))
+		ss := centerZ(out, row, c, mean)
+		rs := float32(1 / math.Sqrt(float64(float32(ss/float64(c))+eps)))
+		scaleShiftZ(out, &scale[0], &bias[0], c, rs)
 	}
 }
 

@@ -152,10 +152,41 @@ func TestEmbedGoldenGeneric(t *testing.T) {
 		t.Skip("slow; the AVX2 path covers the same code under -race")
 	}
 	loadTestModel(t)
-	m0, d0, a0 := matmul, dot, axpy
-	matmul, dot, axpy = matmulGeneric, dotGeneric, axpyGeneric
-	defer func() { matmul, dot, axpy = m0, d0, a0 }()
+	m0, d0, a0, l0 := matmul, dot, axpy, layerNorm
+	matmul, dot, axpy, layerNorm = matmulGeneric, dotGeneric, axpyGeneric, layerNormGeneric
+	defer func() { matmul, dot, axpy, layerNorm = m0, d0, a0, l0 }()
 	TestEmbedGolden(t)
+}
+
+// TestLayerNormAVX512 compares layerNormAVX512 with the generic code,
+// which it matches but for the order of the float64 sums.
+func TestLayerNormAVX512(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, sh := range []struct{ n, c int }{{1, 16}, {3, 256}, {5, 512}, {2, 1536}, {2, 24}} {
+		x := make([]float32, sh.n*sh.c)
+		scale, bias := make([]float32, sh.c), make([]float32, sh.c)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64()*3 + 1)
+		}
+		for i := range scale {
+			scale[i], bias[i] = rng.Float32()*2, rng.Float32()-0.5
+		}
+		want := make([]float32, sh.n*sh.c)
+		got := make([]float32, sh.n*sh.c+1)
+		layerNormGeneric(want, x, sh.n, sh.c, scale, bias, 1e-6)
+		layerNormAVX512(got[:sh.n*sh.c], x, sh.n, sh.c, scale, bias, 1e-6)
+		if got[sh.n*sh.c] != 0 {
+			t.Errorf("layerNormAVX512(n=%d c=%d) wrote past dst", sh.n, sh.c)
+		}
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-6 {
+				t.Fatalf("layerNormAVX512(n=%d c=%d)[%d] = %v, generic %v", sh.n, sh.c, i, got[i], want[i])
+			}
+		}
+	}
 }
 
 // TestEmbedGoldenAVX2 checks the AVX2 kernels against TF.js, float32 and
@@ -166,9 +197,9 @@ func TestEmbedGoldenAVX2(t *testing.T) {
 		t.Skip("no AVX2+FMA")
 	}
 	mq := loadTestModelQ(t)
-	m0 := matmul
-	matmul = matmulAVX2
-	defer func() { matmul = m0 }()
+	m0, l0 := matmul, layerNorm
+	matmul, layerNorm = matmulAVX2, layerNormGeneric
+	defer func() { matmul, layerNorm = m0, l0 }()
 	TestEmbedGolden(t)
 	if lo, _ := agreement(t, mq); lo < 0.99 {
 		t.Errorf("quantized, AVX2 kernels: min cosine with float32 %.4f, want >= 0.99", lo)

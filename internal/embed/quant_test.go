@@ -115,9 +115,9 @@ func TestQuantizedGeneric(t *testing.T) {
 		t.Skip("slow")
 	}
 	mq := loadTestModelQ(t)
-	m0, d0, a0 := matmul, dot, axpy
-	matmul, dot, axpy = matmulGeneric, dotGeneric, axpyGeneric
-	defer func() { matmul, dot, axpy = m0, d0, a0 }()
+	m0, d0, a0, l0 := matmul, dot, axpy, layerNorm
+	matmul, dot, axpy, layerNorm = matmulGeneric, dotGeneric, axpyGeneric, layerNormGeneric
+	defer func() { matmul, dot, axpy, layerNorm = m0, d0, a0, l0 }()
 	lo, _ := agreement(t, mq)
 	if lo < 0.99 {
 		t.Errorf("quantized, generic kernels: min cosine with float32 %.4f, want >= 0.99", lo)

@@ -158,32 +158,58 @@ func (p *pass) rows(n int, do func(r0, r1 int)) {
 	})
 }
 
-// matmul sets dst to x·W + b, as the package's matmul does; with add, to
-// x·W + b + add (add may be dst itself); with relu, to max(x·W + b, 0). On
-// a team, each item is a block of teamCols output columns, computed into
-// the scratch of whoever runs it and then stored.
-func (p *pass) matmul(dst, x []float32, n int, l *linear, add []float32, relu bool) {
-	if p.tm == nil || l.out <= teamCols || n == 0 {
-		y := dst
-		if add != nil {
-			y = p.ar.takeDirty(n * l.out)
-		}
-		matmul(y, x, n, l)
-		switch {
-		case add != nil:
-			for i, v := range y {
-				dst[i] = v + add[i]
+// epilogue is what pass.matmul does with x·W + b besides storing it.
+type epilogue struct {
+	add  []float32 // added to it (may be the dst of the product)
+	relu bool      // max(·, 0) instead
+	// mean, zero on entry, receives the mean over each text's rows
+	// (off[t]:off[t+1]) of what is stored, or would be when dst is nil.
+	mean []float32
+	off  []int
+}
+
+// matmul sets dst to x·W + b, as the package's matmul does, then to what
+// e makes of it; dst may be nil when only e.mean is wanted. On a team,
+// each item is a block of teamCols output columns, computed into the
+// scratch of whoever runs it, then finished and stored.
+func (p *pass) matmul(dst, x []float32, n int, l *linear, e epilogue) {
+	p.products(n, product{dst, x, l, e})
+}
+
+// product is one matrix product for pass.products: dst = x·W + b, then e.
+type product struct {
+	dst, x []float32
+	l      *linear
+	e      epilogue
+}
+
+// products runs independent products of n rows as pass.matmul does, on
+// a team as one step.
+func (p *pass) products(n int, ps ...product) {
+	if p.tm == nil || n == 0 {
+		for _, pr := range ps {
+			y := pr.dst
+			if pr.e.add != nil || pr.dst == nil {
+				y = p.ar.takeDirty(n * pr.l.out)
 			}
-		case relu:
-			for i, v := range y[:n*l.out] {
-				y[i] = max(v, 0)
-			}
+			matmul(y, pr.x, n, pr.l)
+			pr.e.finish(pr.dst, y, n, pr.l.out, 0, pr.l.out)
 		}
 		return
 	}
-	in, out := l.in, l.out
-	blocks := (out + teamCols - 1) / teamCols
-	p.tm.each(blocks, func(i int, buf *[]float32) {
+	items := 0
+	for _, pr := range ps {
+		items += (pr.l.out + teamCols - 1) / teamCols
+	}
+	p.tm.each(items, func(i int, buf *[]float32) {
+		k := 0
+		for blocks := (ps[0].l.out + teamCols - 1) / teamCols; i >= blocks; blocks = (ps[k].l.out + teamCols - 1) / teamCols {
+			i -= blocks
+			k++
+		}
+		pr := ps[k]
+		l := pr.l
+		in, out := l.in, l.out
 		j0, j1 := i*teamCols, min((i+1)*teamCols, out)
 		w := j1 - j0
 		sub := linear{in: in, out: w, b: l.b[j0:j1]}
@@ -196,21 +222,47 @@ func (p *pass) matmul(dst, x []float32, n int, l *linear, add []float32, relu bo
 			*buf = make([]float32, n*w)
 		}
 		y := (*buf)[:n*w]
-		matmul(y, x, n, &sub)
-		for r := range n {
-			d, s := dst[r*out+j0:r*out+j1], y[r*w:(r+1)*w]
-			switch {
-			case add != nil:
-				for k, v := range add[r*out+j0 : r*out+j1] {
-					d[k] = s[k] + v
-				}
-			case relu:
-				for k, v := range s {
-					d[k] = max(v, 0)
-				}
-			default:
-				copy(d, s)
+		matmul(y, pr.x, n, &sub)
+		pr.e.finish(pr.dst, y, n, out, j0, j1)
+	})
+}
+
+// finish applies e to columns j0:j1 of x·W + b, held in y (n rows of
+// j1-j0 values), and stores them in dst (rows of out values) unless dst is
+// nil or y itself.
+func (e *epilogue) finish(dst, y []float32, n, out, j0, j1 int) {
+	w := j1 - j0
+	for r := range n {
+		s := y[r*w : (r+1)*w]
+		switch {
+		case e.add != nil:
+			for k, v := range e.add[r*out+j0 : r*out+j1] {
+				s[k] += v
+			}
+		case e.relu:
+			for k, v := range s {
+				s[k] = max(v, 0)
 			}
 		}
-	})
+		if dst != nil && &dst[0] != &y[0] {
+			copy(dst[r*out+j0:r*out+j1], s)
+		}
+	}
+	if e.mean == nil {
+		return
+	}
+	for t := range len(e.off) - 1 {
+		d := e.mean[t*out+j0 : t*out+j1]
+		for r := e.off[t]; r < e.off[t+1]; r++ {
+			for k, v := range y[r*w : (r+1)*w] {
+				d[k] += v
+			}
+		}
+		if c := e.off[t+1] - e.off[t]; c > 0 {
+			div := float32(c)
+			for k := range d {
+				d[k] /= div
+			}
+		}
+	}
 }

@@ -9,8 +9,8 @@ import (
 )
 
 // TestPassMatmul compares pass.matmul on a team (blocks of columns spread
-// over helpers, with the add and relu epilogues) with the caller alone and
-// with the plain matmul, for float32 and int8 weights. (The blocks may
+// over helpers, with the add, relu and mean epilogues) with the caller
+// alone and with the plain matmul, for float32 and int8 weights. (The blocks may
 // take another kernel than the whole, as for out=130.)
 func TestPassMatmul(t *testing.T) {
 	defer runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
@@ -44,12 +44,12 @@ func TestPassMatmul(t *testing.T) {
 					got := make([]float32, sh.n*sh.out)
 					switch mode {
 					case "plain":
-						p.matmul(got, x, sh.n, &l, nil, false)
+						p.matmul(got, x, sh.n, &l, epilogue{})
 					case "add":
 						copy(got, add)
-						p.matmul(got, x, sh.n, &l, got, false) // add aliases dst
+						p.matmul(got, x, sh.n, &l, epilogue{add: got}) // add aliases dst
 					case "relu":
-						p.matmul(got, x, sh.n, &l, nil, true)
+						p.matmul(got, x, sh.n, &l, epilogue{relu: true})
 					}
 					for i, v := range plain {
 						want := v
@@ -61,6 +61,25 @@ func TestPassMatmul(t *testing.T) {
 						}
 						if math.Abs(float64(got[i]-want)) > 1e-5 {
 							t.Fatalf("n=%d in=%d out=%d quantized=%v helpers=%d %s: [%d] = %v, want %v", sh.n, sh.in, sh.out, quant, helpers, mode, i, got[i], want)
+						}
+					}
+				}
+				// The means of the relu'd rows of each text, with no dst; the
+				// texts here are rows 0:1, 1:1 (empty) and 1:n.
+				off := []int{0, 1, 1, sh.n}
+				mean := make([]float32, 3*sh.out)
+				p.matmul(nil, x, sh.n, &l, epilogue{relu: true, mean: mean, off: off})
+				for tx := range 3 {
+					for j := range sh.out {
+						var want float32
+						for r := off[tx]; r < off[tx+1]; r++ {
+							want += max(plain[r*sh.out+j], 0)
+						}
+						if c := off[tx+1] - off[tx]; c > 0 {
+							want /= float32(c)
+						}
+						if got := mean[tx*sh.out+j]; math.Abs(float64(got-want)) > 1e-5 {
+							t.Fatalf("n=%d in=%d out=%d quantized=%v helpers=%d: mean of text %d [%d] = %v, want %v", sh.n, sh.in, sh.out, quant, helpers, tx, j, got, want)
 						}
 					}
 				}
