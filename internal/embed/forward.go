@@ -16,10 +16,11 @@ import (
 // text (or one that normalises to nothing) gets the vector TF.js computes
 // for an empty row of a batch: the normalised tanh of the output bias.
 // Short texts go through the model together, in batches of up to
-// batchRows tokens, so that one pass over the weights serves them all;
-// several batches run on up to GOMAXPROCS goroutines, which Embed waits
-// for. The error is always nil today; it is there for models that can
-// fail.
+// batchRows tokens, so that one pass over the weights serves them all. A
+// lone batch shares its steps with helper goroutines on spare CPUs (see
+// team); several batches run on up to GOMAXPROCS goroutines. Embed waits
+// for all of them. The error is always nil today; it is there for models
+// that can fail.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
 	// A call that makes one batch on a team starts the team first: its
 	// helpers take about as long to wake as the texts take to tokenize.

@@ -17,8 +17,7 @@ import (
 // than most steps. Items are claimed one at a time, so a helper that
 // starts late, or never gets a CPU, only leaves more items to the caller,
 // which never waits for a helper to start. A team lives for one batch and
-// is used by one goroutine; close stops the helpers and waits for them. A
-// nil *team runs everything on the caller.
+// is used by one goroutine; close stops the helpers and waits for them.
 type team struct {
 	cur    atomic.Pointer[teamStep]
 	quit   atomic.Bool
@@ -80,7 +79,7 @@ func (t *team) help() {
 		if spins%64 != 0 || time.Since(idle) < teamSpin {
 			continue
 		}
-		// Sleep until run or close wakes us; a step published between
+		// Sleep until each or close wakes us; a step published between
 		// the check above and parked.Add is seen by the check below.
 		t.parked.Add(1)
 		if t.cur.Load() == last && !t.quit.Load() {
