@@ -22,23 +22,11 @@ import (
 // for all of them. The error is always nil today; it is there for models
 // that can fail.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
-	// A call that makes one batch on a team starts the team first: its
-	// helpers take about as long to wake as the texts take to tokenize.
-	var tm *team
-	size := 0
-	for _, t := range texts {
-		size += len(t)
-	}
-	if size >= teamMinBytes && size <= teamMaxBytes {
-		if tm = newTeam(maxHelpers); tm != nil {
-			defer tm.close()
-		}
-	}
 	ids := make([][]int, len(texts))
 	for i, t := range texts {
 		ids[i] = m.tok.encode(t)
 	}
-	return m.embedAll(ids, tm), nil
+	return m.embedAll(ids), nil
 }
 
 // batchRows bounds the tokens of the texts one pass embeds together (a
@@ -49,18 +37,9 @@ const batchRows = 64
 // maxHelpers bounds the goroutines that help with one batch (see team).
 const maxHelpers = 3
 
-// teamMinBytes and teamMaxBytes bound the texts, in bytes, for which Embed
-// starts a team before it tokenizes them: about teamMinRows to batchRows
-// tokens.
-const (
-	teamMinBytes = 4 * teamMinRows
-	teamMaxBytes = 4 * batchRows
-)
-
 // embedAll embeds texts given as token ids, in batches of consecutive
-// texts of at most batchRows tokens in all. A batch that runs alone may
-// use tm, or starts its own team.
-func (m *Model) embedAll(ids [][]int, tm *team) [][]float32 {
+// texts of at most batchRows tokens in all.
+func (m *Model) embedAll(ids [][]int) [][]float32 {
 	out := make([][]float32, len(ids))
 	var bounds []int // batch b is ids[bounds[b]:bounds[b+1]]
 	rows := 0
@@ -79,7 +58,7 @@ func (m *Model) embedAll(ids [][]int, tm *team) [][]float32 {
 	workers := min(runtime.GOMAXPROCS(0), batches)
 	if workers <= 1 {
 		for b := range batches {
-			m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], tm, maxHelpers)
+			m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], maxHelpers)
 		}
 		return out
 	}
@@ -92,7 +71,7 @@ func (m *Model) embedAll(ids [][]int, tm *team) [][]float32 {
 				if b >= batches {
 					return
 				}
-				m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], nil, 0)
+				m.embedBatch(ids[bounds[b]:bounds[b+1]], out[bounds[b]:bounds[b+1]], 0)
 			}
 		})
 	}
@@ -102,7 +81,7 @@ func (m *Model) embedAll(ids [][]int, tm *team) [][]float32 {
 
 // embedIDs embeds one text given as token ids.
 func (m *Model) embedIDs(ids []int) []float32 {
-	return m.embedAll([][]int{ids}, nil)[0]
+	return m.embedAll([][]int{ids})[0]
 }
 
 // embedBatch runs the graph for texts of at most maxTokens tokens each,
@@ -118,9 +97,9 @@ func (m *Model) embedIDs(ids []int) []float32 {
 //	out = l2norm(tanh(mean(x)·W + b))
 //
 // Only attention and the mean mix rows, and they stay within a text. A
-// batch of at least teamMinRows rows shares its steps with tm, or else
-// with a team of up to helpers goroutines of its own.
-func (m *Model) embedBatch(ids [][]int, out [][]float32, tm *team, helpers int) {
+// batch of at least teamMinRows rows shares its steps with up to helpers
+// other goroutines (see team).
+func (m *Model) embedBatch(ids [][]int, out [][]float32, helpers int) {
 	off := make([]int, len(ids)+1) // text t has rows off[t]:off[t+1]
 	for t, s := range ids {
 		off[t+1] = off[t] + len(s)
@@ -129,10 +108,8 @@ func (m *Model) embedBatch(ids [][]int, out [][]float32, tm *team, helpers int) 
 	p := &pass{ar: getArena(n)}
 	defer putArena(p.ar, n)
 	if n >= teamMinRows {
-		if p.tm = tm; p.tm == nil {
-			if p.tm = newTeam(helpers); p.tm != nil {
-				defer p.tm.close()
-			}
+		if p.tm = newTeam(helpers); p.tm != nil {
+			defer p.tm.close()
 		}
 	}
 	pooled := m.encode(p, ids, off)
