@@ -21,6 +21,7 @@ bench . 'BenchmarkTwoMessageTokens' 1x
 bench . 'BenchmarkConversationMemory' 1x
 bench ./internal/deps 'BenchmarkInstall' 1x
 bench ./internal/catalog 'BenchmarkSearch|BenchmarkEmbedQuery' 500x
+bench ./internal/catalog 'BenchmarkSearchEndToEnd' 1000x
 bench ./internal/catalog 'BenchmarkBuild' 1x
 bench ./internal/store 'BenchmarkStore' 2000x
 bench ./internal/embed 'BenchmarkEmbed/|BenchmarkLoad|BenchmarkQuantizedAgreement' 20x

@@ -115,6 +115,40 @@ func BenchmarkSearch(b *testing.B) {
 	}
 }
 
+// BenchmarkSearchEndToEnd is a whole search as the conductor runs it:
+// embedding the request and its parts with the int8 model it serves
+// (LoadOptions.Quantize), then ranking 1k or 10k tools, p50/p99 over the
+// queries. The index's tool vectors come from the hash embedder, which
+// ranks differently but costs the same to score.
+func BenchmarkSearchEndToEnd(b *testing.B) {
+	q := int8Embedder(b)
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
+			ix, err := Build(context.Background(), synthCatalog(b, n), Options{Embedder: &hashEmbedder{dim: 512}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			var lat []float64
+			i := 0
+			for b.Loop() {
+				text := benchQueries[i%len(benchQueries)]
+				t0 := time.Now()
+				parts := splitClauses(text)
+				vs, err := q.Embed(ctx, append([]string{text}, parts...))
+				if err != nil {
+					b.Fatal(err)
+				}
+				ix.search(text, vs[0], vs[1:], SearchOptions{Limit: 10})
+				lat = append(lat, ms(time.Since(t0)))
+				i++
+			}
+			b.ReportMetric(percentile(lat, 50), "p50-ms")
+			b.ReportMetric(percentile(lat, 99), "p99-ms")
+		})
+	}
+}
+
 // BenchmarkEmbedQuery is the query-embedding part of a real search with
 // the local USE-lite model: the request and its parts, as Search embeds.
 func BenchmarkEmbedQuery(b *testing.B) {

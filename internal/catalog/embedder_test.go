@@ -55,6 +55,7 @@ func realEmbedder(t testing.TB) Embedder {
 			modelErr = err
 			return
 		}
+		modelDir = dir
 		model, modelErr = embed.Load(dir)
 	})
 	if modelErr != nil {
@@ -64,6 +65,27 @@ func realEmbedder(t testing.TB) Embedder {
 		t.Fatalf("embedding model: %v", modelErr)
 	}
 	return useLite{model}
+}
+
+var (
+	modelDir  string
+	int8Once  sync.Once
+	int8Model *embed.Model
+	int8Err   error
+)
+
+// int8Embedder is the model as the conductor loads it (int8 weights,
+// mapped from the weights file when it can be).
+func int8Embedder(t testing.TB) Embedder {
+	t.Helper()
+	realEmbedder(t) // installs the model, or skips
+	int8Once.Do(func() {
+		int8Model, int8Err = embed.LoadWith(modelDir, embed.LoadOptions{Quantize: true})
+	})
+	if int8Err != nil {
+		t.Fatalf("int8 model: %v", int8Err)
+	}
+	return useLite{int8Model}
 }
 
 // testEmbedder returns the embedder the ranking tests use: the real model.
