@@ -20,7 +20,7 @@ bench . 'BenchmarkBridgeOverhead' 40x
 bench . 'BenchmarkTwoMessageTokens' 1x
 bench . 'BenchmarkConversationMemory' 1x
 bench ./internal/deps 'BenchmarkInstall' 1x
-bench ./internal/catalog 'BenchmarkSearch|BenchmarkEmbedQuery' 500x
+bench ./internal/catalog 'BenchmarkSearch$|BenchmarkEmbedQuery' 500x
 bench ./internal/catalog 'BenchmarkSearchEndToEnd' 1000x
 bench ./internal/catalog 'BenchmarkBuild' 1x
 bench ./internal/store 'BenchmarkStore' 2000x
