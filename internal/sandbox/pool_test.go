@@ -408,3 +408,18 @@ func TestPoolPreloadsModules(t *testing.T) {
 		t.Fatalf("import of a preloaded module = %s (%+v), want [7,1]", res.Value, res.Error)
 	}
 }
+
+// TestEagerCompileFlag: pooled processes get --no-lazy inside the one
+// --v8-flags argument (Deno takes the last --v8-flags only), and the
+// profile's own arguments are left as they were.
+func TestEagerCompileFlag(t *testing.T) {
+	args := []string{"run", "--v8-flags=--max-old-space-size=128", "--no-npm", "harness.js"}
+	got := eagerCompile(args)
+	want := []string{"run", "--v8-flags=--max-old-space-size=128,--no-lazy", "--no-npm", "harness.js"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("eagerCompile = %q, want %q", got, want)
+	}
+	if args[1] != "--v8-flags=--max-old-space-size=128" {
+		t.Fatalf("eagerCompile changed its input: %q", args)
+	}
+}
