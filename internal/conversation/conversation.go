@@ -226,24 +226,27 @@ type Execution struct {
 func (m *Manager) Record(ctx context.Context, principal, id string, e Execution) error {
 	tools := union(nil, e.Tools)
 	var together []string
-	_, err := m.update(ctx, principal, id, func(c *store.Conversation) {
-		var before []string
-		if s := c.Meta[metaCalled]; s != "" {
-			before = strings.Split(s, ",")
-		}
-		all := union(before, tools)
-		together = tools
-		if len(all) > len(before) && len(before) > 0 {
-			together = all
-		}
-		if len(all) > 0 {
-			if c.Meta == nil {
-				c.Meta = map[string]string{}
+	var err error
+	if len(tools) > 0 { // else nothing changes: Open touched it already
+		_, err = m.update(ctx, principal, id, func(c *store.Conversation) {
+			var before []string
+			if s := c.Meta[metaCalled]; s != "" {
+				before = strings.Split(s, ",")
 			}
-			c.Meta[metaCalled] = strings.Join(all, ",")
-		}
-		c.Servers = union(c.Servers, serversOf(tools))
-	})
+			all := union(before, tools)
+			together = tools
+			if len(all) > len(before) && len(before) > 0 {
+				together = all
+			}
+			if len(all) > 0 {
+				if c.Meta == nil {
+					c.Meta = map[string]string{}
+				}
+				c.Meta[metaCalled] = strings.Join(all, ",")
+			}
+			c.Servers = union(c.Servers, serversOf(tools))
+		})
+	}
 	if err != nil {
 		return err
 	}
