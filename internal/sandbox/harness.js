@@ -373,11 +373,14 @@ if (first === null) exit(0);
 const run = JSONparse(first);
 secret = run.secret;
 resultMax = run.resultMax ?? resultMax;
-pump().catch(fail);
-
 try {
   const url = createObjectURL(new BlobCtor([run.code], { type: "text/javascript" }));
-  const mod = await import(url);
+  const loading = import(url);
+  // The reader of tool-call answers starts once the import is under way
+  // (no user code runs before import() returns): started first, its stdin
+  // read slowed the import by about 0.2 ms and the run by 0.6 ms.
+  pump().catch(fail);
+  const mod = await loading;
   const key = run.resultKey;
   if (key && key in mod) {
     const value = mod[key];
