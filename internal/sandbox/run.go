@@ -98,7 +98,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (*Result, error) {
 		}
 		if p == nil {
 			if p, err = r.prep.prepare(spec.Code, spec.Importer); err != nil {
+				// Wait for the process to be gone, as after any run: it may
+				// be creating Deno's caches, and the caller may remove the
+				// directories right after (seen as a flaky test cleanup).
 				pr.kill()
+				<-pr.exited
 				return syntax(err)
 			}
 		}
