@@ -151,25 +151,27 @@ func (r *Runner) execute(ctx context.Context, spec Spec, p *prepared, pr *proc, 
 	// anyway: handing the send to the reader costs a goroutine wake-up,
 	// up to a millisecond on an idle VM. A frame this small fits the
 	// empty pipe, so the write cannot block.
-	sent := false
-	if isClosed(pr.ready) && pr.ok {
-		if frame := run.runFrame(); len(frame) <= maxDirectFrame {
-			run.output("stdout", pr.pre)
+	frame := run.runFrame()
+	begin := func() bool { // false: the harness never got ready
+		run.output("stdout", pr.pre)
+		if pr.ok {
 			run.write(frame)
-			sent = true
 		}
+		return pr.ok
+	}
+	direct := isClosed(pr.ready) && pr.ok && len(frame) <= maxDirectFrame
+	if direct {
+		begin()
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() {
 		defer readers.Done()
-		if !sent {
+		if !direct {
 			<-pr.ready
-			run.output("stdout", pr.pre)
-			if !pr.ok {
+			if !begin() {
 				return
 			}
-			run.write(run.runFrame())
 		}
 		run.readFrames(pr.br)
 	}()

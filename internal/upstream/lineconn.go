@@ -100,8 +100,12 @@ func (c *lineConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 			data = acc
 		}
 		m, err := c.decode(data)
-		if err == nil || !truncated(data) {
-			return m, err
+		if err == nil {
+			return m, nil
+		}
+		if !truncated(data) {
+			// Say what came: usually a server logging to stdout.
+			return nil, fmt.Errorf("invalid message from the server (%.60q): %w", data, err)
 		}
 		if acc == nil {
 			acc = append([]byte(nil), line...)

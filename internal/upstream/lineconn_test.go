@@ -79,7 +79,7 @@ func TestLineConnReadsWhatServersSend(t *testing.T) {
 
 func TestLineConnRejects(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
-		{"not JSON", "server starting on stdout\n", "invalid"},
+		{"not JSON", "server starting on stdout\n", `invalid message from the server ("server starting on stdout")`},
 		{"bad JSON", `{"jsonrpc":"2.0","method":}` + "\n", "invalid"},
 		{"too large", `{"jsonrpc":"2.0","method":"x","params":"` + strings.Repeat("y", 4*lineBuffer) + "\"}\n", "maximum size"},
 		{"cut off", `{"jsonrpc":"2.0",` + "\n", "ended inside a message"},
