@@ -62,6 +62,8 @@ func TestAllowedPackages(t *testing.T) {
 		msg        []string
 	}{
 		{name: "npm specifier", code: `import { z } from "npm:zod@^3"; z.object({a: z.number()}).parse({a: 1, b: 2})`, want: `{"a":1}`},
+		{name: "default import", code: `import zd from "npm:zod@^3"; zd.string().parse("a")`, want: `"a"`},
+		{name: "namespace import", code: `import * as zm from "npm:zod@^3"; [typeof zm.z.object, typeof zm.default]`, want: `["function","object"]`},
 		{name: "bare name", code: `import { z } from "zod"; z.string().email().safeParse("x").success`, want: `false`},
 		{name: "not listed", code: `import _ from "npm:lodash"; _.chunk([1, 2], 1)`, kind: "syntax", msg: []string{"npm:lodash", "npm:zod@^3"}},
 		{name: "outside the range", code: `import { z } from "npm:zod@^2"; z.string()`, kind: "syntax", msg: []string{"npm:zod@^2", "npm:zod@^3"}},

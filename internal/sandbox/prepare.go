@@ -4,9 +4,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -28,15 +32,38 @@ type Importer struct {
 	Package func(specifier string) error
 }
 
-// prepared is user code ready to load from a blob: URL.
+// prepared is user code ready for the harness: the body of an async
+// function (fn), or, when it needs what only a module has (export,
+// import.meta), a module to load from a blob: URL.
+//
+// Its static imports are not imports any more: each became a shim that takes
+// the module's namespace from the harness (__conductor_ns), which imports
+// the specifiers of imports first, unless the process loaded them while it
+// waited. A pooled process thus runs a program without Deno's module loader,
+// which costs about a millisecond even when every module is loaded already.
 type prepared struct {
-	js        string
-	resultKey string // export that holds the last expression's value; "" when none
+	js string
+	// fn: js is the body of an async function, whose one parameter is named
+	// resultKey; otherwise js is a module, which exports resultKey.
+	fn        bool
+	resultKey string // holds the last expression's value; "" when none
+	imports   []string
 	srcmap    *sourceMap
 	// prefixLine/prefixCols compensate the column shift of the rewritten
 	// last expression statement (1-based line in js).
 	prefixLine, prefixCols int
 }
+
+// fnHeaderLines is how many lines V8 puts before js in the source of an
+// async function made by the harness: "(async function anonymous(K\n) {\n",
+// then the "use strict" line of fnPrologue.
+const fnHeaderLines = 3
+
+// fnPrologue starts a function body: user code is strict, as in a module.
+const fnPrologue = "\"use strict\";\n"
+
+// fnSourceURL names function code in V8's stack traces.
+const fnSourceURL = "conductor:main"
 
 // SyntaxError is a compile-time problem in user code, with its location.
 type SyntaxError struct {
@@ -64,25 +91,45 @@ func prepare(code string, imp Importer) (*prepared, error) {
 	return p, nil
 }
 
+// nsNamespace is esbuild's namespace of import shims; a shim's path is the
+// resolved specifier.
+const nsNamespace = "conductor-ns"
+
 // build runs esbuild and reports how each import was resolved.
 func build(code string, imp Importer) (*prepared, map[string]string, error) {
 	var mu sync.Mutex
 	resolved := map[string]string{}
+	var imports []string
 	plugin := api.Plugin{
 		Name: "conductor-imports",
 		Setup: func(b api.PluginBuild) {
 			b.OnResolve(api.OnResolveOptions{Filter: ".*"}, func(args api.OnResolveArgs) (api.OnResolveResult, error) {
-				if args.Kind == api.ResolveEntryPoint {
+				if args.Kind == api.ResolveEntryPoint || args.Namespace == nsNamespace {
 					return api.OnResolveResult{}, nil
 				}
-				path, err := resolveImport(args.Path, imp)
+				path, mcp, err := resolveImport(args.Path, imp)
 				if err != nil {
 					return api.OnResolveResult{}, err
 				}
 				mu.Lock()
+				defer mu.Unlock()
 				resolved[args.Path] = path
-				mu.Unlock()
-				return api.OnResolveResult{Path: path, External: true}, nil
+				if args.Kind != api.ResolveJSImportStatement {
+					// import() and require() stay: they load when they run.
+					return api.OnResolveResult{Path: path, External: true}, nil
+				}
+				if !slices.Contains(imports, path) {
+					imports = append(imports, path)
+				}
+				kind := "pkg"
+				if mcp {
+					kind = "mcp"
+				}
+				return api.OnResolveResult{Path: path, Namespace: nsNamespace, PluginData: kind}, nil
+			})
+			b.OnLoad(api.OnLoadOptions{Filter: ".*", Namespace: nsNamespace}, func(args api.OnLoadArgs) (api.OnLoadResult, error) {
+				src := shim(args.Path, args.PluginData == "mcp")
+				return api.OnLoadResult{Contents: &src, Loader: api.LoaderJS}, nil
 			})
 		},
 	}
@@ -120,7 +167,8 @@ func build(code string, imp Importer) (*prepared, map[string]string, error) {
 			js = f.Contents
 		}
 	}
-	p := &prepared{js: string(js)}
+	p := &prepared{js: string(js), imports: imports}
+	p.fn = !moduleOnly(p.js)
 	if len(smap) > 0 {
 		sm, err := parseSourceMap(smap)
 		if err != nil {
@@ -143,6 +191,8 @@ type prepCache struct {
 
 type prepEntry struct {
 	js       string
+	fn       bool
+	imports  []string
 	srcmap   *sourceMap // read-only once parsed
 	resolved map[string]string
 }
@@ -161,7 +211,7 @@ func (c *prepCache) prepare(code string, imp Importer) (*prepared, error) {
 	e := c.entries[key]
 	c.mu.Unlock()
 	if e != nil && stillResolves(e.resolved, imp) {
-		p := &prepared{js: e.js, srcmap: e.srcmap}
+		p := &prepared{js: e.js, fn: e.fn, imports: e.imports, srcmap: e.srcmap}
 		p.captureLastExpression()
 		return p, nil
 	}
@@ -180,7 +230,7 @@ func (c *prepCache) prepare(code string, imp Importer) (*prepared, error) {
 			c.order = c.order[1:]
 		}
 	}
-	c.entries[key] = &prepEntry{js: p.js, srcmap: p.srcmap, resolved: resolved}
+	c.entries[key] = &prepEntry{js: p.js, fn: p.fn, imports: p.imports, srcmap: p.srcmap, resolved: resolved}
 	c.mu.Unlock()
 	p.captureLastExpression()
 	return p, nil
@@ -188,7 +238,7 @@ func (c *prepCache) prepare(code string, imp Importer) (*prepared, error) {
 
 func stillResolves(resolved map[string]string, imp Importer) bool {
 	for spec, path := range resolved {
-		if got, err := resolveImport(spec, imp); err != nil || got != path {
+		if got, _, err := resolveImport(spec, imp); err != nil || got != path {
 			return false
 		}
 	}
@@ -223,17 +273,23 @@ func fileURL(path string) string { return "file://" + path }
 
 // resolveImport maps one import specifier of user code to what the blob
 // module may load, or refuses it.
-func resolveImport(spec string, imp Importer) (string, error) {
+// mcp reports a generated module.
+func resolveImport(spec string, imp Importer) (resolved string, mcp bool, err error) {
 	if m := mcpImport.FindStringSubmatch(spec); m != nil {
 		if imp.Module == nil {
-			return "", refuse("import %q: no MCP servers are configured", spec)
+			return "", false, refuse("import %q: no MCP servers are configured", spec)
 		}
 		path, err := imp.Module(m[1])
 		if err != nil {
-			return "", refuse("import %q: %v", spec, err)
+			return "", false, refuse("import %q: %v", spec, err)
 		}
-		return fileURL(path), nil
+		return fileURL(path), true, nil
 	}
+	path, err := resolvePackage(spec, imp)
+	return path, false, err
+}
+
+func resolvePackage(spec string, imp Importer) (string, error) {
 	switch {
 	case strings.HasPrefix(spec, "./"), strings.HasPrefix(spec, "../"), strings.HasPrefix(spec, "/"),
 		strings.HasPrefix(spec, "file:"), spec == "." || spec == "..":
@@ -256,7 +312,9 @@ func resolveImport(spec string, imp Importer) (string, error) {
 }
 
 // captureLastExpression rewrites the last top-level expression statement
-// `expr;` into `export const <key> = (expr);`.
+// `expr;` into `export const <key> = (expr);` in a module, and into
+// `<key>.v = (expr);` in a function, whose parameter <key> is the harness's
+// holder of the result.
 func (p *prepared) captureLastExpression() {
 	stmts := topLevelStatements(p.js)
 	for i := len(stmts) - 1; i >= 0; i-- {
@@ -270,6 +328,9 @@ func (p *prepared) captureLastExpression() {
 		expr := strings.TrimRight(strings.TrimSpace(body), ";")
 		key := "__conductor_result_" + randomHex(8)
 		prefix := "export const " + key + " = ("
+		if p.fn {
+			prefix = key + ".v = ("
+		}
 		p.js = p.js[:s.start] + prefix + expr + ");" + tail + p.js[s.end:]
 		p.resultKey = key
 		p.prefixLine = strings.Count(p.js[:s.start], "\n") + 1
@@ -490,4 +551,109 @@ func skipRegex(js string, i int) int {
 		i++
 	}
 	return i
+}
+
+// shim is the stand-in for an import of spec: the module's namespace, from
+// the harness. A generated module's shim names its exports, so esbuild
+// refuses an import of a tool that does not exist, as the module loader
+// would. A package's shim is CommonJS-shaped (esbuild makes named and
+// default imports property reads of the namespace).
+func shim(spec string, mcp bool) string {
+	get := "__conductor_ns(" + strconv.Quote(spec) + ")"
+	if mcp {
+		if names, ok := moduleExports(strings.TrimPrefix(spec, "file://")); ok {
+			if len(names) == 0 {
+				return get + ";\n"
+			}
+			return "export const { " + strings.Join(names, ", ") + " } = " + get + ";\n"
+		}
+	}
+	return "module.exports = " + get + ";\n"
+}
+
+// exportCache keeps the value exports of generated modules. Their paths
+// name their content (mcp/.v/<server>-<hash>.ts), and the key has the
+// file's size and time as well.
+var exportCache struct {
+	sync.Mutex
+	m map[string][]string
+}
+
+// moduleExports lists the value exports of the module file at path, as
+// esbuild sees them; false if it cannot tell (the shim then exports the
+// whole namespace without names).
+func moduleExports(path string) ([]string, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, false
+	}
+	key := fmt.Sprintf("%s|%d|%d", path, fi.Size(), fi.ModTime().UnixNano())
+	exportCache.Lock()
+	names, ok := exportCache.m[key]
+	exportCache.Unlock()
+	if ok {
+		return names, true
+	}
+	res := api.Build(api.BuildOptions{
+		EntryPoints: []string{path},
+		Write:       false,
+		Outdir:      "out",
+		Format:      api.FormatESModule,
+		Platform:    api.PlatformNeutral,
+		Metafile:    true,
+		LogLevel:    api.LogLevelSilent,
+		TsconfigRaw: `{"compilerOptions":{"verbatimModuleSyntax":false}}`,
+	})
+	if len(res.Errors) > 0 {
+		return nil, false
+	}
+	var meta struct {
+		Outputs map[string]struct {
+			Exports []string `json:"exports"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal([]byte(res.Metafile), &meta); err != nil {
+		return nil, false
+	}
+	names = []string{}
+	for _, o := range meta.Outputs {
+		for _, n := range o.Exports {
+			if n != "default" && jsIdent.MatchString(n) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	exportCache.Lock()
+	if exportCache.m == nil || len(exportCache.m) >= 1024 {
+		exportCache.m = map[string][]string{}
+	}
+	exportCache.m[key] = names
+	exportCache.Unlock()
+	return names, true
+}
+
+var jsIdent = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
+
+// moduleOnly reports whether prepared code needs to be a module: it has
+// export statements (a shim-less import cannot remain) or import.meta,
+// which a function cannot hold. The test is conservative: the words inside
+// a string also count, and the program then runs as a module.
+func moduleOnly(js string) bool {
+	if strings.Contains(js, "import.meta") {
+		return true
+	}
+	for _, s := range topLevelStatements(js) {
+		t := js[s.start:s.end]
+		if keyword(t, "export") || keyword(t, "import") && !strings.HasPrefix(t, "import(") {
+			return true
+		}
+	}
+	return false
+}
+
+// keyword reports whether statement text t starts with the word kw (and
+// not an identifier that starts like it, such as import_zod).
+func keyword(t, kw string) bool {
+	return strings.HasPrefix(t, kw) && (len(t) == len(kw) || !isWordByte(t[len(kw)]))
 }

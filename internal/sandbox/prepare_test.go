@@ -84,8 +84,15 @@ func TestCaptureLastExpression(t *testing.T) {
 		}
 		got := ""
 		if p.resultKey != "" {
-			i := strings.Index(p.js, p.resultKey+" = ")
-			got = strings.TrimSuffix(strings.SplitN(p.js[i+len(p.resultKey)+3:], "\n", 2)[0], ";")
+			assign := p.resultKey + ".v = " // a function's holder
+			if !p.fn {
+				assign = "export const " + p.resultKey + " = "
+			}
+			i := strings.Index(p.js, assign)
+			if i < 0 {
+				t.Fatalf("capture(%q): no %q in %q", c.code, assign, p.js)
+			}
+			got = strings.TrimSuffix(strings.SplitN(p.js[i+len(assign):], "\n", 2)[0], ";")
 		}
 		if got != c.want {
 			t.Errorf("capture(%q) = %q, want %q (js %q)", c.code, got, c.want, p.js)
@@ -141,5 +148,31 @@ func TestPrepCache(t *testing.T) {
 	}
 	if _, err := c.prepare(code, Importer{}); err == nil {
 		t.Error("an import refused now was allowed from the cache")
+	}
+}
+
+// TestFunctionOrModule: a program runs as a function unless it needs a
+// module (exports, import.meta); identifiers that start like the keywords
+// do not count.
+func TestFunctionOrModule(t *testing.T) {
+	t.Parallel()
+	imp := Importer{Package: func(string) error { return nil }}
+	for code, fn := range map[string]bool{
+		`1`:                              true,
+		`import { z } from "npm:zod"; z`: true, // the shim's variable is import_npm_zod
+		"const import_x = 1, exporter = 2;\nimport_x + exporter": true,
+		`const m = await import("npm:zod"); m`:                   true,
+		`export const a = 1`:                                     false,
+		`export { }; 1`:                                          true, // esbuild drops an empty export clause
+		`import.meta.url`:                                        false,
+		`export { z } from "npm:zod"`:                            false,
+	} {
+		p, err := prepare(code, imp)
+		if err != nil {
+			t.Fatalf("prepare(%q): %v", code, err)
+		}
+		if p.fn != fn {
+			t.Errorf("prepare(%q).fn = %v, want %v:\n%s", code, p.fn, fn, p.js)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -121,7 +123,9 @@ func TestErrorKinds(t *testing.T) {
 		{name: "syntax ts", code: "let x: number = 1\nlet y = x +* 2", kind: KindSyntax, line: 2, col: 12},
 		{name: "syntax column after tabs", code: "if (true) {\n\tfoo(\n}", kind: KindSyntax, line: 3, col: 1},
 		{name: "runtime syntax", code: `new Function("return {")()`, kind: KindSyntax},
-		{name: "exception", code: "const f = () => {\n  throw new TypeError(\"bad\")\n};\nf()", kind: KindException, msg: "TypeError: bad", stackLine: "main.ts:2"},
+		{name: "exception", code: "const f = () => {\n  throw new TypeError(\"bad\")\n};\nf()", kind: KindException, msg: "TypeError: bad", stackLine: "at f (main.ts:2:9)\n    at main.ts:4:1"},
+		{name: "exception in a module", code: "export const k = 1;\nconst f = () => {\n  throw new TypeError(\"bad\")\n};\nf()", kind: KindException, msg: "TypeError: bad", stackLine: "at f (main.ts:3:9)\n    at main.ts:5:1"},
+		{name: "exception on the result line", code: "const o = null;\n  o.x", kind: KindException, msg: "Cannot read properties of null", stackLine: "at main.ts:2:5"},
 		{name: "exception in ts", code: "interface I { a: number }\nconst v: I = {a: 1}\nfunction g(x: I): never {\n  throw new Error(`no ${x.a}`)\n}\ng(v)", kind: KindException, msg: "no 1", stackLine: "main.ts:4"},
 		{name: "throw string", code: `throw "plain"`, kind: KindException, msg: "plain"},
 		{name: "rejection", code: `await Promise.reject(new Error("rej"))`, kind: KindException, msg: "rej"},
@@ -152,7 +156,7 @@ func TestErrorKinds(t *testing.T) {
 			if c.stackLine != "" && !strings.Contains(e.Stack, c.stackLine) {
 				t.Errorf("stack does not name %s:\n%s", c.stackLine, e.Stack)
 			}
-			for _, bad := range []string{"harness", "blob:", "ext:", ".conductor"} {
+			for _, bad := range []string{"harness", "blob:", "ext:", ".conductor", "conductor:", "eval (", ", <anonymous>"} {
 				if strings.Contains(e.Stack, bad) || strings.Contains(e.Message, bad) {
 					t.Errorf("error shows %q: %s\n%s", bad, e.Message, e.Stack)
 				}
@@ -340,5 +344,61 @@ func TestBadSpec(t *testing.T) {
 	}
 	if _, err := New(Options{Workspace: "/tmp"}); err == nil {
 		t.Error("no Deno was accepted")
+	}
+}
+
+// TestImportShims: imports reach their module through the harness's
+// namespaces (see prepare.go) in function and module programs alike; an
+// import of a name a generated module lacks fails at compile; a program
+// can neither forge the lookup into loading something nor be broken by
+// using the name itself.
+func TestImportShims(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	mod := filepath.Join(e.dir, "mcp", ".v", "m-1.ts")
+	if err := os.MkdirAll(filepath.Dir(mod), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := "export const SERVER = \"m\";\nexport function twice(n: number): number { return 2 * n }\nexport interface Args { n: number }\n"
+	if err := os.WriteFile(mod, []byte(src), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	imp := func(s *Spec) {
+		s.Importer = Importer{Module: func(server string) (string, error) {
+			if server != "m" {
+				return "", errors.New("no such server")
+			}
+			return mod, nil
+		}}
+	}
+	cases := []struct {
+		name, code, value string
+		kind              Kind
+		msg               string
+	}{
+		{name: "named", code: `import { twice, SERVER } from "./mcp/m"; [twice(2), SERVER]`, value: `[4,"m"]`},
+		{name: "namespace", code: `import * as m from "./mcp/m"; import type { Args } from "./mcp/m"; const a: Args = {n: 3}; [m.twice(a.n), Object.keys(m).sort()]`, value: `[6,["SERVER","twice"]]`},
+		{name: "module program", code: "import { twice } from \"./mcp/m\";\nexport const k = twice(5);\nk", value: `10`},
+		{name: "import.meta", code: "import { twice } from \"./mcp/m\";\n[twice(1), typeof import.meta.url]", value: `[2,"string"]`},
+		{name: "dynamic", code: `const m = await import("./mcp/m"); m.twice(4)`, value: `8`},
+		{name: "the shim's name in user code", code: "import { twice } from \"./mcp/m\";\nconst __conductor_ns = 1;\ntwice(__conductor_ns)", value: `2`},
+		{name: "missing export", code: "const a = 1;\nimport { thrice } from \"./mcp/m\";\nthrice(a)", kind: KindSyntax, msg: "thrice"},
+		{name: "forged lookup", code: `(globalThis as any).__conductor_ns("npm:left-pad")`, kind: KindException, msg: "not loaded"},
+		{name: "forged lookup of a file", code: `(globalThis as any).__conductor_ns("file:///etc/passwd")`, kind: KindException, msg: "not loaded"},
+		{name: "replaced lookup", code: `(globalThis as any).__conductor_ns = () => 1`, kind: KindException, msg: "read only"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := e.run(t, c.code, imp)
+			if c.kind == "" {
+				if res.Error != nil || string(res.Value) != c.value {
+					t.Fatalf("%s: %s", describe(res), res.Value)
+				}
+				return
+			}
+			if res.Error == nil || res.Error.Kind != c.kind || !strings.Contains(res.Error.Message, c.msg) {
+				t.Fatalf("got %s; want a %s error containing %q", describe(res), c.kind, c.msg)
+			}
+		})
 	}
 }

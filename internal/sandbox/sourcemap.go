@@ -8,7 +8,8 @@ import (
 )
 
 // sourceMap maps positions in the prepared JavaScript back to the user's
-// TypeScript (source map v3, one source).
+// TypeScript (source map v3). Only positions in userFile are kept: the
+// import shims are sources too.
 type sourceMap struct {
 	// lines[genLine] holds segments sorted by generated column (all 0-based).
 	lines [][]segment
@@ -20,7 +21,8 @@ type segment struct {
 
 func parseSourceMap(data []byte) (*sourceMap, error) {
 	var raw struct {
-		Mappings string `json:"mappings"`
+		Sources  []string `json:"sources"`
+		Mappings string   `json:"mappings"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, err
@@ -43,10 +45,11 @@ func parseSourceMap(data []byte) (*sourceMap, error) {
 				srcIdx += vals[1]
 				srcLine += vals[2]
 				srcCol += vals[3]
-				segs = append(segs, segment{genCol: genCol, srcLine: srcLine, srcCol: srcCol})
+				if srcIdx >= len(raw.Sources) || raw.Sources[srcIdx] == userFile {
+					segs = append(segs, segment{genCol: genCol, srcLine: srcLine, srcCol: srcCol})
+				}
 			}
 		}
-		_ = srcIdx
 		sm.lines = append(sm.lines, segs)
 	}
 	return sm, nil

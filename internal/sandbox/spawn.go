@@ -37,6 +37,11 @@ type proc struct {
 	// without the frame's own line break, capped.
 	pre []byte
 
+	// mayFork: the profile lets the program start processes (allow-run),
+	// which may leave the process group; without it, killing the group
+	// kills everything.
+	mayFork bool
+
 	// exited is closed after Wait returned; waitErr is valid after that.
 	exited  chan struct{}
 	waitErr error
@@ -113,6 +118,16 @@ func (r *Runner) withModules(dir string, args []string) []string {
 	return out
 }
 
+// mayFork reports whether a Deno command line lets a program start
+// processes: Deno cannot create one without allow-run (or allow-all or
+// FFI, which the conductor never grants).
+func mayFork(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool {
+		return a == "-A" || strings.HasPrefix(a, "--allow-run") || strings.HasPrefix(a, "--allow-all") ||
+			strings.HasPrefix(a, "--allow-ffi")
+	})
+}
+
 // start starts the harness in dir with args and applies the limits that do
 // not depend on the run (memory, core dumps). The harness waits for its
 // program, so no user code runs before the run's own limits are set. The
@@ -163,6 +178,7 @@ func (r *Runner) start(key, dir string, args []string, memoryMB int, pooled bool
 		stdoutR: stdoutR,
 		stderrR: stderrR,
 		br:      bufio.NewReaderSize(stdoutR, 64<<10),
+		mayFork: mayFork(args),
 		ready:   make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
