@@ -176,3 +176,27 @@ func TestFunctionOrModule(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainToESM: esbuild's __toESM helper is found in real output and
+// replaced by the identity without moving a line (an esbuild upgrade that
+// prints it differently fails here, not silently slower). Stack positions
+// after a package import are checked in TestErrorKinds.
+func TestPlainToESM(t *testing.T) {
+	t.Parallel()
+	imp := Importer{Package: func(string) error { return nil }}
+	p, err := prepare("import { z } from \"npm:zod\";\nimport d from \"npm:zod\";\nz.a + d", imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.js, "\nvar __toESM = (mod) => mod;\n") || strings.Contains(p.js, toESMHelper) {
+		t.Fatalf("__toESM not replaced:\n%s", p.js)
+	}
+	in := "var a = 1;\n" + toESMHelper + " (x,\n  y);\n\n\n// c\nvar b = 2;\n"
+	want := "var a = 1;\nvar __toESM = (mod) => mod;\n\n\n\n\nvar b = 2;\n"
+	if got := plainToESM(in); got != want {
+		t.Errorf("plainToESM(%q) = %q, want %q", in, got, want)
+	}
+	if in := "var x = '" + toESMHelper + "';\n"; plainToESM(in) != in {
+		t.Errorf("plainToESM changed a helper that is not at a line start")
+	}
+}

@@ -125,6 +125,7 @@ func TestErrorKinds(t *testing.T) {
 		{name: "runtime syntax", code: `new Function("return {")()`, kind: KindSyntax},
 		{name: "exception", code: "const f = () => {\n  throw new TypeError(\"bad\")\n};\nf()", kind: KindException, msg: "TypeError: bad", stackLine: "at f (main.ts:2:9)\n    at main.ts:4:1"},
 		{name: "exception in a module", code: "export const k = 1;\nconst f = () => {\n  throw new TypeError(\"bad\")\n};\nf()", kind: KindException, msg: "TypeError: bad", stackLine: "at f (main.ts:3:9)\n    at main.ts:5:1"},
+		{name: "exception after a package import", code: "import { join } from \"node:path\";\nimport * as os from \"node:os\";\nconst f = () => {\n  throw new TypeError(join(\"a\", typeof os.EOL))\n};\nf()", kind: KindException, msg: "TypeError: a/string", stackLine: "at f (main.ts:4:9)\n    at main.ts:6:1"},
 		{name: "exception on the result line", code: "const o = null;\n  o.x", kind: KindException, msg: "Cannot read properties of null", stackLine: "at main.ts:2:5"},
 		{name: "exception in ts", code: "interface I { a: number }\nconst v: I = {a: 1}\nfunction g(x: I): never {\n  throw new Error(`no ${x.a}`)\n}\ng(v)", kind: KindException, msg: "no 1", stackLine: "main.ts:4"},
 		{name: "throw string", code: `throw "plain"`, kind: KindException, msg: "plain"},
