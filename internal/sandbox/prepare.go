@@ -271,9 +271,8 @@ func refuse(format string, args ...any) error {
 // fileURL is the URL the harness imports a generated module by.
 func fileURL(path string) string { return "file://" + path }
 
-// resolveImport maps one import specifier of user code to what the blob
-// module may load, or refuses it.
-// mcp reports a generated module.
+// resolveImport maps one import specifier of user code to what the harness
+// may load for it (mcp: a generated module), or refuses it.
 func resolveImport(spec string, imp Importer) (resolved string, mcp bool, err error) {
 	if m := mcpImport.FindStringSubmatch(spec); m != nil {
 		if imp.Module == nil {
@@ -670,13 +669,13 @@ const toESMHelper = "var __toESM = (mod, isNodeMode, target) =>"
 // helper differently, the program keeps it and is only slower
 // (TestPlainToESM notices).
 func plainToESM(js string) string {
-	i := strings.Index(js, toESMHelper)
-	if i < 0 || (i > 0 && js[i-1] != '\n') {
+	if !strings.Contains(js, toESMHelper) {
 		return js
 	}
-	for _, s := range topLevelStatements(js[i:]) {
-		stmt := js[i : i+s.end]
-		return js[:i] + "var __toESM = (mod) => mod;" + strings.Repeat("\n", strings.Count(stmt, "\n")) + js[i+s.end:]
+	for _, s := range topLevelStatements(js) {
+		if stmt := js[s.start:s.end]; strings.HasPrefix(stmt, toESMHelper) {
+			return js[:s.start] + "var __toESM = (mod) => mod;" + strings.Repeat("\n", strings.Count(stmt, "\n")) + js[s.end:]
+		}
 	}
 	return js
 }

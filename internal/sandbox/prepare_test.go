@@ -196,7 +196,9 @@ func TestPlainToESM(t *testing.T) {
 	if got := plainToESM(in); got != want {
 		t.Errorf("plainToESM(%q) = %q, want %q", in, got, want)
 	}
-	if in := "var x = '" + toESMHelper + "';\n"; plainToESM(in) != in {
-		t.Errorf("plainToESM changed a helper that is not at a line start")
+	for _, in := range []string{"var x = '" + toESMHelper + "';\n", "var s = `\n" + toESMHelper + " 1`;\n"} {
+		if plainToESM(in) != in {
+			t.Errorf("plainToESM changed %q, where the helper is not a statement", in)
+		}
 	}
 }
