@@ -167,11 +167,8 @@ func (m *Manager) Open(ctx context.Context, principal, id string) (*Conversation
 		return nil, fmt.Errorf("conversation state: %w", err)
 	}
 	snap := m.snapshot(c)
-	if _, err := os.Stat(filepath.Join(snap.Dir, "workspace")); err != nil {
-		// Created by another conductor on the same store, or files removed.
-		if err := m.opts.Prepare(snap.Dir); err != nil {
-			return nil, fmt.Errorf("conversation %s: %w", id, err)
-		}
+	if err := m.ensureDir(snap, false); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
@@ -195,17 +192,25 @@ func (m *Manager) update(ctx context.Context, principal, id string, fn func(c *s
 	if err != nil {
 		return nil, fmt.Errorf("conversation state: %w", err)
 	}
-	if created {
-		if err := m.opts.Prepare(snap.Dir); err != nil {
-			return nil, fmt.Errorf("conversation %s: %w", id, err)
-		}
-	} else if _, err := os.Stat(filepath.Join(snap.Dir, "workspace")); err != nil {
-		// Created by another conductor on the same store, or files removed.
-		if err := m.opts.Prepare(snap.Dir); err != nil {
-			return nil, fmt.Errorf("conversation %s: %w", id, err)
-		}
+	if err := m.ensureDir(snap, created); err != nil {
+		return nil, err
 	}
 	return snap, nil
+}
+
+// ensureDir prepares the directory of a conversation just created, or of
+// one whose files are missing (created by another conductor on the same
+// store, or removed).
+func (m *Manager) ensureDir(snap *Conversation, created bool) error {
+	if !created {
+		if _, err := os.Stat(filepath.Join(snap.Dir, "workspace")); err == nil {
+			return nil
+		}
+	}
+	if err := m.opts.Prepare(snap.Dir); err != nil {
+		return fmt.Errorf("conversation %s: %w", snap.ID, err)
+	}
+	return nil
 }
 
 // Get returns the conversation without creating it, or store.ErrNotFound.

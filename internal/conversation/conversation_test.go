@@ -70,6 +70,31 @@ func TestOpenScopesByPrincipal(t *testing.T) {
 	}
 }
 
+// TestOpenRestoresFiles: opening a stored conversation whose files are
+// gone (another conductor on the same store made it, or they were removed)
+// prepares its directory again and keeps its state.
+func TestOpenRestoresFiles(t *testing.T) {
+	m, _ := newManager(t, Options{})
+	ctx := context.Background()
+	a, err := m.MarkLoaded(ctx, "", "c1", []string{"fs.read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(a.Dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Open(ctx, "", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b.Dir, "workspace")); err != nil {
+		t.Errorf("Open did not prepare the removed directory again: %v", err)
+	}
+	if !slices.Equal(b.Loaded, []string{"fs.read"}) || !b.LastUsed.After(a.Created.Add(-time.Second)) {
+		t.Errorf("state after Open = %+v, want fs.read loaded", b)
+	}
+}
+
 // TestRecordCoUsage checks what Record counts as used together: the tools
 // of one program, plus earlier tools of the conversation when a program
 // brings a new one.
